@@ -1,0 +1,1 @@
+"""auth: users, guests and the tokens (JWT) that name them."""

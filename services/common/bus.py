@@ -1,0 +1,200 @@
+"""The NATS side of every service: connecting, serving commands, requesting other services.
+
+A command handler receives a validated envelope and returns JSON-able data or raises
+`ServiceError`; the router turns both into the reply `{"ok": ..., ...}`. Unknown exceptions
+become `internal` and are logged here, never sent.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError, SlowConsumerError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import BaseModel, ValidationError
+
+from .contracts import subjects
+from .contracts.envelope import CommandEnvelope
+from .contracts.errors import ErrorCode, ServiceError
+from .contracts.models import UserRef
+
+log = logging.getLogger(__name__)
+
+# Users whose id starts so are services; tokens never carry such an id (auth issues UUIDs).
+SERVICE_USER_PREFIX = "svc:"
+
+Handler = Callable[[CommandEnvelope, Any], Awaitable[Any]]
+
+
+async def connect(url: str, name: str) -> NATS:
+    async def error_cb(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            log.warning("nats slow consumer on %s", getattr(exc, "subject", "?"))
+        else:
+            log.warning("nats error: %r", exc)
+
+    async def disconnected_cb() -> None:
+        log.warning("nats disconnected")
+
+    async def reconnected_cb() -> None:
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        url,
+        name=name,
+        error_cb=error_cb,
+        disconnected_cb=disconnected_cb,
+        reconnected_cb=reconnected_cb,
+        max_reconnect_attempts=-1,  # a service never gives up on the bus
+        reconnect_time_wait=0.5,
+        # The buffer that holds publishes while reconnecting: nothing is dropped for 8 MB.
+        pending_size=8 * 1024 * 1024,
+    )
+
+
+def ok(data: Any = None) -> bytes:
+    return orjson.dumps({"ok": True, "data": data})
+
+
+def error(code: ErrorCode, message: str | None = None) -> bytes:
+    return orjson.dumps({"ok": False, "error": ServiceError(code, message).to_dict()})
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    handler: Handler
+    model: type[BaseModel] | None
+    internal: bool
+
+
+class CommandRouter:
+    """Registers a service's command handlers and serves them on its queue group."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._handlers: dict[str, _Registered] = {}
+
+    def command(
+        self, name: str, model: type[BaseModel] | None = None, *, internal: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler; `internal` ones answer only other services, never users."""
+
+        def register(handler: Handler) -> Handler:
+            self._handlers[name] = _Registered(handler, model, internal)
+            return handler
+
+        return register
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    async def serve(self, nc: NATS, max_inflight: int) -> None:
+        slots = asyncio.Semaphore(max_inflight)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def on_message(msg: Msg) -> None:
+            # nats-py awaits this callback before delivering the next message of the
+            # subscription, so take a slot (back-pressure) and run the command in a task.
+            await slots.acquire()
+            task = asyncio.create_task(self._run(msg, slots))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        await nc.subscribe(
+            subjects.service_commands(self.service),
+            queue=self.service,
+            cb=on_message,
+            pending_msgs_limit=65536,
+        )
+
+    async def _run(self, msg: Msg, slots: asyncio.Semaphore) -> None:
+        try:
+            reply = await self.dispatch(msg.subject, msg.data)
+            if msg.reply:
+                await msg.respond(reply)
+        except Exception:  # the reply itself failed (bus gone): nothing more to do here
+            log.exception("could not reply on %s", msg.subject)
+        finally:
+            slots.release()
+
+    async def dispatch(self, subject: str, payload: bytes) -> bytes:
+        name = subjects.command_name(self.service, subject)
+        registered = self._handlers.get(name)
+        if registered is None:
+            return error(ErrorCode.UNKNOWN_TYPE)
+        try:
+            envelope = CommandEnvelope.model_validate_json(payload)
+            data = (
+                registered.model.model_validate(envelope.data)
+                if registered.model is not None
+                else envelope.data
+            )
+        except ValidationError as exc:
+            return error(ErrorCode.BAD_REQUEST, validation_message(exc))
+        if registered.internal and not envelope.user.id.startswith(SERVICE_USER_PREFIX):
+            return error(ErrorCode.FORBIDDEN)
+        try:
+            return ok(to_jsonable(await registered.handler(envelope, data)))
+        except ServiceError as exc:
+            return orjson.dumps({"ok": False, "error": exc.to_dict()})
+        except Exception:
+            log.exception("command %s failed", subject)
+            return error(ErrorCode.INTERNAL)
+
+
+def validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "data"
+    return f"{where}: {first.get('msg', 'invalid')}"[:200]
+
+
+def internal_envelope(message: BaseModel, room: str | None = None) -> CommandEnvelope:
+    """Wrap a service-to-service message; the caller is a service, not a user."""
+    return CommandEnvelope(
+        id=uuid.uuid4().hex,
+        user=UserRef(id=f"{SERVICE_USER_PREFIX}{uuid.uuid4().hex[:8]}", name="service"),
+        room=room,
+        data=message.model_dump(mode="json"),
+    )
+
+
+async def request(
+    nc: NATS, subject: str, message: CommandEnvelope | BaseModel, timeout_s: float
+) -> Any:
+    """Ask another service; returns its reply data or raises its `ServiceError`."""
+    envelope = message if isinstance(message, CommandEnvelope) else internal_envelope(message)
+    raw = await request_raw(nc, subject, envelope.model_dump_json().encode(), timeout_s)
+    reply = orjson.loads(raw)
+    if reply.get("ok"):
+        return reply.get("data")
+    err = reply.get("error") or {}
+    try:
+        code = ErrorCode(err.get("code"))
+    except ValueError:
+        code = ErrorCode.INTERNAL
+    raise ServiceError(code, err.get("message"))
+
+
+async def request_raw(nc: NATS, subject: str, payload: bytes, timeout_s: float) -> bytes:
+    """A request whose bus failures become `unavailable` / `timeout` service errors."""
+    try:
+        msg = await nc.request(subject, payload, timeout=timeout_s)
+    except NoRespondersError as exc:
+        raise ServiceError(ErrorCode.UNAVAILABLE) from exc
+    except NatsTimeoutError as exc:
+        raise ServiceError(ErrorCode.TIMEOUT) from exc
+    return msg.data

@@ -1,0 +1,59 @@
+"""Request ids as idempotency keys: a retried command returns the first reply, applied once.
+
+Each service owns its own table of (user, request id) -> reply, written in the same
+transaction as the command's effect, so "applied" and "remembered" cannot disagree.
+"""
+
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, LargeBinary, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .contracts.errors import ErrorCode, ServiceError
+from .jsonutil import now_ms
+
+
+class CommandLogMixin:
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    command: Mapped[str] = mapped_column(String(32))
+    reply: Mapped[bytes] = mapped_column(LargeBinary)
+    at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class CommandLog:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    async def recall(
+        self, engine: AsyncEngine, user_id: str, request_id: str, command: str
+    ) -> Any | None:
+        """The stored reply of an earlier identical request, or None."""
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(self.table.c.command, self.table.c.reply).where(
+                        self.table.c.user_id == user_id, self.table.c.request_id == request_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.command != command:
+            raise ServiceError(ErrorCode.CONFLICT)
+        return orjson.loads(row.reply)
+
+    async def remember(
+        self, conn: AsyncConnection, user_id: str, request_id: str, command: str, reply: Any
+    ) -> None:
+        await conn.execute(
+            self.table.insert().values(
+                user_id=user_id,
+                request_id=request_id,
+                command=command,
+                reply=orjson.dumps(reply),
+                at_ms=now_ms(),
+            )
+        )

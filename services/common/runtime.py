@@ -1,0 +1,74 @@
+"""One lifespan owns a service's connections (STYLE.md point 3).
+
+`Resources` holds NATS, the database engine and Redis, each made by one factory; `lifespan`
+opens them in order and closes them in reverse, draining NATS first so in-flight replies go
+out before the database goes away. `run` starts a service's main under uvloop and stops it
+cleanly on SIGTERM / SIGINT.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import bus, db
+from .settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    nc: NATS
+    engine: AsyncEngine | None
+    redis: aioredis.Redis | None
+
+
+@contextlib.asynccontextmanager
+async def lifespan(
+    settings: CommonSettings, name: str, *, use_db: bool = True, use_redis: bool = False
+) -> AsyncIterator[Resources]:
+    engine = db.create_engine(settings.database_url, settings.db_pool_size) if use_db else None
+    redis = aioredis.from_url(settings.redis_url) if use_redis else None
+    nc = await bus.connect(settings.nats_url, name)
+    try:
+        yield Resources(nc=nc, engine=engine, redis=redis)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        if redis is not None:
+            await redis.aclose()
+        if engine is not None:
+            await engine.dispose()
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def run(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str = "INFO") -> None:
+    """Run `main(stop)` under uvloop; `stop` is set on SIGTERM / SIGINT."""
+    setup_logging(log_level)
+
+    async def _entry() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(_entry())
+    except ImportError:  # uvloop is Linux/macOS only; asyncio's loop is fine elsewhere
+        asyncio.run(_entry())

@@ -1,0 +1,31 @@
+"""Settings shared by every service, read from the environment (pydantic-settings)."""
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    environment: str = Field(default="development", alias="SHARETUBE_ENV")
+    nats_url: str = "nats://127.0.0.1:14222"
+    # SQLite (`sqlite+aiosqlite:///path.db`) works for one replica per service.
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:15432/sharetube"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    jwt_secret: str = DEV_SECRET
+    log_level: str = "INFO"
+    # How long a service waits for another service's answer before giving up; nats-py's
+    # default (0.5 s) is too tight for a command that runs a transaction under load.
+    bus_timeout_s: float = 3.0
+    # Commands a replica runs at once; the rest wait in NATS's buffer. Bounded so a burst
+    # cannot exhaust the DB pool (pool_size below) and memory.
+    max_inflight: int = 64
+    db_pool_size: int = 10
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> "CommonSettings":
+        if self.environment == "production" and self.jwt_secret == DEV_SECRET:
+            raise ValueError("JWT_SECRET must be set outside development")
+        return self

@@ -1,0 +1,1 @@
+"""gateway: clients' WebSockets and the REST face, relayed to the services over NATS."""

@@ -1,0 +1,158 @@
+"""What the gateway does with one valid frame: relay it, or compose a snapshot for a join."""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from pydantic import ValidationError
+
+from services.common import bus
+from services.common.contracts import subjects
+from services.common.contracts.commands import GATEWAY_COMMANDS, ROUTES, Route, TimePing
+from services.common.contracts.envelope import DisconnectNotice
+from services.common.contracts.errors import ErrorCode, ServiceError
+
+from . import frames
+from .connection import Connection
+from .frames import Frame
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_COMMANDS = frozenset({"join", "room.sync"})
+
+
+class Dispatcher:
+    def __init__(self, nc: NATS, hub: Hub) -> None:
+        self.nc = nc
+        self.hub = hub
+
+    def immediate(self, conn: Connection, frame: Frame) -> bool:
+        """Answer what needs no service at once (clock sync must not queue behind commands)."""
+        if frame.type != "time.ping":
+            return False
+        try:
+            ping = TimePing.model_validate(frame.data)
+        except ValidationError as exc:
+            conn.send(frames.reply_error(frame.id, _bad_request(exc)))
+            return True
+        # Sub-millisecond server time: the client's offset estimate is no better than this.
+        conn.send(frames.reply_ok(frame.id, {"t0": ping.t0, "server_ms": time.time_ns() / 1e6}))
+        return True
+
+    async def handle(self, conn: Connection, frame: Frame) -> None:
+        try:
+            route = ROUTES.get(frame.type)
+            if route is None:
+                if frame.type in GATEWAY_COMMANDS:
+                    return
+                raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"Unknown type: {frame.type[:32]}")
+            if route.needs_room and frame.room is None:
+                raise ServiceError(ErrorCode.BAD_REQUEST, "room: required")
+            try:
+                route.data.model_validate(frame.data)
+            except ValidationError as exc:
+                raise _bad_request(exc) from exc
+            if frame.type in _SNAPSHOT_COMMANDS:
+                await self._snapshot(conn, frame, route)
+            else:
+                raw = await self._request(conn, frame, route)
+                conn.send(frames.splice_reply(frame.id, raw))
+                if frame.type == "leave" and frame.room is not None:
+                    conn.rooms.discard(frame.room)
+                    await self.hub.remove(conn, frame.room)
+        except ServiceError as exc:
+            conn.send(frames.reply_error(frame.id, exc))
+        except Exception:
+            log.exception("frame %s failed", frame.type)
+            conn.send(frames.reply_error(frame.id, ServiceError(ErrorCode.INTERNAL)))
+
+    async def _request(
+        self, conn: Connection, frame: Frame, route: Route, data: dict[str, Any] | None = None
+    ) -> bytes:
+        envelope = orjson.dumps(
+            {
+                "id": frame.id,
+                "user": conn.user_json,
+                "room": frame.room,
+                "conn": conn.conn_id,
+                "data": frame.data if data is None else data,
+            }
+        )
+        return await bus.request_raw(self.nc, route.subject, envelope, route.timeout_s)
+
+    async def _snapshot(self, conn: Connection, frame: Frame, route: Route) -> None:
+        """join / room.sync: subscribe (join), read every part, reply, then release the
+        events that arrived meanwhile, so the client sees them after its snapshot."""
+        room = frame.room
+        assert room is not None
+        joining = frame.type == "join"
+        if joining:
+            channel = await self.hub.add(conn, room)
+        else:
+            channel = self.hub.channels.get(room)
+            if channel is None or conn not in channel.members:
+                raise ServiceError(ErrorCode.NOT_MEMBER)
+        conn.hold(room)
+        try:
+            rooms_part = _unwrap(await self._request(conn, frame, route))
+            queue_part = _unwrap(await self._request(conn, frame, ROUTES["queue.load"], {}))
+        except BaseException:
+            conn.release(room)
+            if joining and room not in conn.rooms:
+                await self.hub.remove(conn, room)
+            raise
+        versions = {**rooms_part.pop("versions"), **queue_part["versions"], "chat": 0}
+        snapshot = {
+            **rooms_part,
+            "queue": queue_part["queue"],
+            "chat": [],
+            "versions": versions,
+            "v": max(versions.values()),
+        }
+        channel.settle(snapshot["v"])
+        conn.rooms.add(room)
+        conn.send(frames.reply_ok(frame.id, snapshot))
+        conn.release(room)
+
+    async def disconnected(self, conn: Connection) -> None:
+        """The socket is gone: leave its rooms locally and tell rooms, so it stops waiting
+        for this player and shows the member away."""
+        rooms = list(conn.rooms)
+        conn.rooms.clear()
+        for room in rooms:
+            await self.hub.remove(conn, room)
+        await asyncio.gather(
+            *(self._notify_disconnect(room, conn.conn_id) for room in rooms),
+            return_exceptions=True,
+        )
+
+    async def _notify_disconnect(self, room: str, conn_id: str) -> None:
+        try:
+            await bus.request(
+                self.nc,
+                subjects.command("rooms", "disconnect"),
+                bus.internal_envelope(DisconnectNotice(room=room, conn=conn_id), room=room),
+                timeout_s=3.0,
+            )
+        except ServiceError as exc:
+            log.warning("disconnect of %s from %s not recorded: %s", conn_id, room, exc.code)
+
+
+def _unwrap(raw: bytes) -> dict[str, Any]:
+    reply = orjson.loads(raw)
+    if reply.get("ok"):
+        return reply["data"]
+    err = reply.get("error") or {}
+    try:
+        code = ErrorCode(err.get("code"))
+    except ValueError:
+        code = ErrorCode.INTERNAL
+    raise ServiceError(code, err.get("message"))
+
+
+def _bad_request(exc: ValidationError) -> ServiceError:
+    return ServiceError(ErrorCode.BAD_REQUEST, bus.validation_message(exc))

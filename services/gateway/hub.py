@@ -1,0 +1,149 @@
+"""Node-local room channels: one NATS subscription per room with local members.
+
+A room is subscribed when its first local socket joins and unsubscribed when the last leaves
+(STYLE.md point 7). Events are forwarded in version order: the services publish after their
+transactions commit, so two publishers can race; a channel holds an early event until the
+missing one arrives or `reorder_wait_s` passes (then clients see the gap and resync).
+"""
+
+import asyncio
+import logging
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from services.common.contracts import subjects
+
+from .connection import Connection
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_EVENTS = 1024  # per room; past it the oldest gap is given up on at once
+
+
+class RoomChannel:
+    __slots__ = ("_timer", "code", "members", "next_v", "pending", "reorder_wait_s", "sub")
+
+    def __init__(self, code: str, reorder_wait_s: float) -> None:
+        self.code = code
+        self.members: set[Connection] = set()
+        self.sub: Subscription | None = None
+        # The version expected next; None until the first snapshot settles where we are.
+        self.next_v: int | None = None
+        self.pending: dict[int, str] = {}
+        self.reorder_wait_s = reorder_wait_s
+        self._timer: asyncio.TimerHandle | None = None
+
+    def on_event(self, v: int, text: str) -> None:
+        if self.next_v is not None and v < self.next_v:
+            return  # already delivered, or given up on after a gap
+        self.pending[v] = text
+        self._drain()
+        if self.pending and (self._timer is None or len(self.pending) > MAX_PENDING_EVENTS):
+            if len(self.pending) > MAX_PENDING_EVENTS:
+                self.give_up_gap()
+            else:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(self.reorder_wait_s, self.give_up_gap)
+
+    def settle(self, snapshot_v: int) -> None:
+        """A snapshot at `snapshot_v` was read after this channel subscribed: every later
+        event reaches us, so it is where the sequence continues."""
+        if self.next_v is None:
+            self.next_v = snapshot_v + 1
+            for v in [v for v in self.pending if v <= snapshot_v]:
+                del self.pending[v]
+            self._drain()
+
+    def _drain(self) -> None:
+        if self.next_v is None:
+            return
+        while self.next_v in self.pending:
+            self._fan_out(self.pending.pop(self.next_v))
+            self.next_v += 1
+        if not self.pending and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def give_up_gap(self) -> None:
+        self._timer = None
+        if not self.pending:
+            return
+        self.next_v = min(self.pending)
+        self._drain()
+        if self.pending:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.reorder_wait_s, self.give_up_gap)
+
+    def _fan_out(self, text: str) -> None:
+        code = self.code
+        for conn in self.members:
+            conn.deliver(code, text)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class Hub:
+    def __init__(self, nc: NATS, reorder_wait_s: float) -> None:
+        self.nc = nc
+        self.reorder_wait_s = reorder_wait_s
+        self.channels: dict[str, RoomChannel] = {}
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
+
+    async def add(self, conn: Connection, code: str) -> RoomChannel:
+        """Add a socket to a room's channel, subscribing first if it is the first one."""
+        channel = self.channels.get(code)
+        if channel is None:
+            channel = RoomChannel(code, self.reorder_wait_s)
+            self.channels[code] = channel
+            channel.members.add(conn)
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._subscribing[code] = ready
+            try:
+                channel.sub = await self.nc.subscribe(
+                    subjects.room_events(code), cb=self._callback(channel)
+                )
+                # The server must know the subscription before the snapshot is read.
+                await self.nc.flush()
+            finally:
+                ready.set_result(None)
+                self._subscribing.pop(code, None)
+            return channel
+        channel.members.add(conn)
+        pending = self._subscribing.get(code)
+        if pending is not None:
+            await pending
+        return channel
+
+    def _callback(self, channel: RoomChannel):  # type: ignore[no-untyped-def]
+        async def on_msg(msg: Msg) -> None:
+            try:
+                v = orjson.loads(msg.data)["v"]
+                channel.on_event(int(v), msg.data.decode())
+            except Exception:
+                log.exception("bad room event on %s", msg.subject)
+
+        return on_msg
+
+    async def remove(self, conn: Connection, code: str) -> None:
+        channel = self.channels.get(code)
+        if channel is None:
+            return
+        channel.members.discard(conn)
+        if not channel.members and code not in self._subscribing:
+            del self.channels[code]
+            channel.close()
+            if channel.sub is not None:
+                try:
+                    await channel.sub.unsubscribe()
+                except Exception:
+                    log.warning("unsubscribe from %s failed", code)
+
+    @property
+    def room_count(self) -> int:
+        return len(self.channels)

@@ -1,0 +1,1 @@
+"""queue: each room's ordered queue of videos, and which entry plays next."""

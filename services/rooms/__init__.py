@@ -1,0 +1,1 @@
+"""rooms: rooms, memberships, roles, settings and the playback state machine."""

@@ -1,0 +1,27 @@
+"""`python -m services.rooms`: serve the rooms commands until SIGTERM."""
+
+import asyncio
+
+from services.common import runtime
+
+from .handlers import build_router
+from .playback import Timing
+from .service import RoomsService
+from .settings import RoomsSettings
+
+
+async def main(stop: asyncio.Event) -> None:
+    settings = RoomsSettings()
+    async with runtime.lifespan(settings, "rooms") as res:
+        assert res.engine is not None
+        timing = Timing(settings.playback_start_buffer_ms, settings.playback_start_timeout_ms)
+        service = RoomsService(res.engine, res.nc, timing)
+        await build_router(service).serve(res.nc, settings.max_inflight)
+        sweeper = asyncio.create_task(service.sweep(stop, settings.deadline_sweep_interval_s))
+        await stop.wait()
+        service.close()
+        await sweeper
+
+
+if __name__ == "__main__":
+    runtime.run(main, RoomsSettings().log_level)

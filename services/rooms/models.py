@@ -1,0 +1,68 @@
+"""The rooms service's tables (it alone reads and writes them)."""
+
+from sqlalchemy import BigInteger, Boolean, Float, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.db import Base
+from services.common.idempotency import CommandLogMixin
+
+
+class Room(Base):
+    __tablename__ = "rooms_rooms"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(80))
+    visibility: Mapped[str] = mapped_column(String(16))
+    control_mode: Mapped[str] = mapped_column(String(16))
+    ad_sync: Mapped[str] = mapped_column(String(16))
+    auto_advance: Mapped[bool] = mapped_column(Boolean)
+    # playback
+    status: Mapped[str] = mapped_column(String(16), default="idle")
+    entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    video_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    title: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    position_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    anchor_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate: Mapped[float] = mapped_column(Float, default=1.0)
+    # Connections that reported `ready` for the entry being started (JSON list).
+    ready_conns: Mapped[str] = mapped_column(Text, default="[]")
+    # When the room needs attention without a command: the end of `starting`'s wait, or the
+    # end of the video while playing. Swept by every replica; the room lock makes it safe.
+    deadline_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    # The room version at which each part last changed (see common.sequencer).
+    playback_v: Mapped[int] = mapped_column(BigInteger, default=0)
+    members_v: Mapped[int] = mapped_column(BigInteger, default=0)
+    settings_v: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Membership(Base):
+    __tablename__ = "rooms_members"
+
+    room: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(16))
+    joined_at_ms: Mapped[int] = mapped_column(BigInteger)
+    banned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RoomSession(Base):
+    """One socket in one room: a member is online while they have one; players gate starts."""
+
+    __tablename__ = "rooms_sessions"
+
+    conn: Mapped[str] = mapped_column(String(80), primary_key=True)
+    room: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    player: Mapped[bool] = mapped_column(Boolean)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RoomsCommand(CommandLogMixin, Base):
+    __tablename__ = "rooms_commands"
+
+
+TABLES = [Room.__table__, Membership.__table__, RoomSession.__table__, RoomsCommand.__table__]

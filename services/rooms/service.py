@@ -1,0 +1,431 @@
+"""The rooms service's rules: every command, authorised here, applied under the room's lock."""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import bus, sequencer
+from services.common.contracts import subjects
+from services.common.contracts.commands import EntryRef, Join, RoomCreate, Seek, SettingsUpdate
+from services.common.contracts.envelope import (
+    AccessQuery,
+    AccessReply,
+    AdvanceReply,
+    AdvanceRequest,
+    CommandEnvelope,
+    DisconnectNotice,
+)
+from services.common.contracts.errors import ErrorCode, ServiceError
+from services.common.contracts.models import RoomSettings, UserRef
+from services.common.idempotency import CommandLog
+from services.common.jsonutil import now_ms
+from services.common.keyedlocks import KeyedLocks
+
+from . import playback as pb
+from . import repository as repo
+from .models import RoomsCommand
+from .permissions import can_change_settings, can_control
+from .transaction import Published, RoomTx
+
+log = logging.getLogger(__name__)
+
+# Room codes: no 0/O, 1/l/I, so a code read aloud or typed from a phone is unambiguous.
+CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+CODE_LENGTH = 6  # 55^6 ≈ 2.8e10 codes: guessing a private room's code is not practical
+
+TxBody = Callable[[RoomTx], Awaitable[Any]]
+
+
+class RoomsService:
+    def __init__(self, engine: AsyncEngine, nc: NATS, timing: pb.Timing) -> None:
+        self.engine = engine
+        self.nc = nc
+        self.timing = timing
+        self.commands = CommandLog(RoomsCommand.__table__)
+        self._locks = KeyedLocks()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- the one way a room changes ----------------------------------------------------
+
+    async def _in_room(
+        self, env: CommandEnvelope | None, code: str, command: str, body: TxBody
+    ) -> Any:
+        """Run `body` under the room's lock; publish its events after commit; remember the
+        reply under the request id so a retry is not applied twice."""
+        if env is not None:
+            recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
+            if recalled is not None:
+                return recalled
+        async with self._locks.hold(code):
+            try:
+                async with self.engine.begin() as conn:
+                    tx = await RoomTx.open(conn, code)
+                    reply = await body(tx)
+                    published = await tx.commit()
+                    if env is not None:
+                        await self.commands.remember(conn, env.user.id, env.id, command, reply)
+            except IntegrityError:
+                if env is None:
+                    raise
+                # A concurrent retry of the same request committed first: answer as it did.
+                recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
+                if recalled is None:
+                    raise
+                return recalled
+            await self._publish(published)
+        self._schedule(code, tx.playback.deadline_ms)
+        return reply
+
+    async def _publish(self, published: list[Published]) -> None:
+        for event in published:
+            await self.nc.publish(event.subject, event.payload)
+
+    # -- room lifecycle ----------------------------------------------------------------
+
+    async def create(self, env: CommandEnvelope, data: RoomCreate) -> dict[str, Any]:
+        recalled = await self.commands.recall(self.engine, env.user.id, env.id, "create")
+        if recalled is not None:
+            return recalled
+        now = now_ms()
+        settings = RoomSettings(
+            name=data.name or f"{env.user.name}'s room"[:80],
+            visibility=data.visibility,
+            control_mode=data.control_mode,
+        )
+        async with self.engine.begin() as conn:
+            code = await self._new_code(conn)
+            await repo.insert_room(
+                conn,
+                code=code,
+                owner_id=env.user.id,
+                created_at_ms=now,
+                **settings.model_dump(),
+            )
+            await sequencer.create(conn, code)
+            await repo.insert_membership(
+                conn,
+                room=code,
+                user_id=env.user.id,
+                name=env.user.name,
+                role="owner",
+                joined_at_ms=now,
+                banned=False,
+            )
+            row = await repo.get_room(conn, code)
+            reply = {"room": repo.room_info(row).model_dump(), "settings": settings.model_dump()}
+            await self.commands.remember(conn, env.user.id, env.id, "create", reply)
+        return reply
+
+    async def _new_code(self, conn: Any) -> str:
+        for _ in range(10):
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+            if not await repo.code_taken(conn, code):
+                return code
+        raise ServiceError(ErrorCode.INTERNAL)
+
+    async def join(self, env: CommandEnvelope, data: Join) -> dict[str, Any]:
+        code, conn_id = _room(env), _conn(env)
+
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            now = now_ms()
+            membership = await repo.get_membership(tx.conn, code, env.user.id)
+            if membership is not None and membership.banned:
+                raise ServiceError(ErrorCode.FORBIDDEN, "You are banned from this room.")
+            changed = False
+            if membership is None:
+                role = "owner" if env.user.id == tx.row.owner_id else "member"
+                await repo.insert_membership(
+                    tx.conn,
+                    room=code,
+                    user_id=env.user.id,
+                    name=env.user.name,
+                    role=role,
+                    joined_at_ms=now,
+                    banned=False,
+                )
+                changed = True
+            elif membership.name != env.user.name:
+                await repo.rename_member(tx.conn, code, env.user.id, env.user.name)
+                changed = True
+            added = await repo.add_session(tx.conn, code, conn_id, env.user.id, data.player, now)
+            if changed or added:
+                tx.members_changed()
+            await tx.commit()  # write first, so the snapshot below includes this join
+            return await tx.snapshot_part()
+
+        # A join is not remembered: joining again must return a fresh snapshot.
+        return await self._in_room(None, code, "join", body)
+
+    async def leave(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        await self._drop_session(_room(env), conn_id=_conn(env))
+        return {}
+
+    async def disconnect(self, notice: DisconnectNotice) -> dict[str, Any]:
+        await self._drop_session(notice.room, conn_id=notice.conn)
+        return {}
+
+    async def _drop_session(self, code: str, conn_id: str) -> None:
+        async def body(tx: RoomTx) -> None:
+            if await repo.remove_sessions(tx.conn, code, conn_id=conn_id):
+                tx.members_changed()
+                # A player who left no longer holds up a start.
+                tx.set_playback(
+                    pb.begin_if_ready(tx.playback, await tx.players(), now_ms(), self.timing)
+                )
+
+        await self._in_room(None, code, "leave", body)
+
+    async def sync(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        code = _room(env)
+        async with self.engine.begin() as conn:
+            tx = await RoomTx.open(conn, code)
+            if await tx.role_of(env.user) is None and not env.user.admin:
+                raise ServiceError(ErrorCode.NOT_MEMBER)
+            return await tx.snapshot_part()
+
+    async def update_settings(self, env: CommandEnvelope, data: SettingsUpdate) -> dict[str, Any]:
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            if not can_change_settings(await tx.role_of(env.user), env.user.admin):
+                raise ServiceError(ErrorCode.FORBIDDEN, "Only the owner changes room settings.")
+            changes = data.model_dump(exclude_none=True)
+            tx.set_settings(tx.settings.model_copy(update=changes))
+            return {"settings": tx.settings.model_dump()}
+
+        return await self._in_room(env, _room(env), "settings", body)
+
+    async def access(self, query: AccessQuery) -> AccessReply:
+        async with self.engine.connect() as conn:
+            row = await repo.get_room(conn, query.room)
+            if row is None:
+                raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
+            membership = await repo.get_membership(conn, query.room, query.user_id)
+        role = (
+            "owner" if query.user_id == row.owner_id else (membership.role if membership else None)
+        )
+        return AccessReply(
+            member=membership is not None and not membership.banned,
+            role=role,
+            banned=bool(membership and membership.banned),
+            settings=repo.settings_of(row),
+        )
+
+    # -- playback ----------------------------------------------------------------------
+
+    async def _control(self, env: CommandEnvelope, command: str, change: TxBody) -> dict[str, Any]:
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            await self._check_control(tx, env.user)
+            await change(tx)
+            return {"playback": tx.playback.to_contract().model_dump()}
+
+        return await self._in_room(env, _room(env), command, body)
+
+    async def _check_control(self, tx: RoomTx, user: UserRef) -> None:
+        role = await tx.role_of(user)
+        if role is None and not user.admin:
+            raise ServiceError(ErrorCode.NOT_MEMBER)
+        if not can_control(role, tx.settings.control_mode, user.admin):
+            raise ServiceError(ErrorCode.FORBIDDEN, "The room's control mode does not let you.")
+
+    async def play(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        state = await self._peek(env)
+        if state.status == "idle":
+            return await self._advance(env, "play", state.entry_id)
+
+        async def change(tx: RoomTx) -> None:
+            tx.set_playback(pb.play(tx.playback, await tx.players(), now_ms(), self.timing))
+
+        return await self._control(env, "play", change)
+
+    async def pause(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        async def change(tx: RoomTx) -> None:
+            tx.set_playback(pb.pause(tx.playback, now_ms()))
+
+        return await self._control(env, "pause", change)
+
+    async def seek(self, env: CommandEnvelope, data: Seek) -> dict[str, Any]:
+        async def change(tx: RoomTx) -> None:
+            tx.set_playback(
+                pb.seek(tx.playback, data.position_ms, await tx.players(), now_ms(), self.timing)
+            )
+
+        return await self._control(env, "seek", change)
+
+    async def restart(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        async def change(tx: RoomTx) -> None:
+            tx.set_playback(pb.seek(tx.playback, 0, await tx.players(), now_ms(), self.timing))
+
+        return await self._control(env, "restart", change)
+
+    async def skip(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        state = await self._peek(env)
+        return await self._advance(env, "skip", state.entry_id)
+
+    async def ready(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
+        conn_id = _conn(env)
+
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            if conn_id not in await tx.players():
+                raise ServiceError(ErrorCode.NOT_MEMBER, "Join the room as a player first.")
+            tx.set_playback(
+                pb.mark_ready(
+                    tx.playback, conn_id, data.entry_id, await tx.players(), now_ms(), self.timing
+                )
+            )
+            return {}
+
+        return await self._in_room(env, _room(env), "ready", body)
+
+    async def ended(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
+        """A player saw the video end (the room may not know its duration)."""
+        state = await self._peek(env, check_control=False)
+        if state.status != "playing" or state.entry_id != data.entry_id:
+            return {}
+        await self._finish_entry(_room(env), data.entry_id)
+        return {}
+
+    async def _peek(self, env: CommandEnvelope, check_control: bool = True) -> pb.PlaybackState:
+        """Authorise and read the playback before a step that must ask the queue first."""
+        async with self.engine.connect() as conn:
+            row = await repo.get_room(conn, _room(env))
+            if row is None:
+                raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
+            tx = RoomTx(conn, row, 0)
+            if check_control:
+                await self._check_control(tx, env.user)
+            elif await tx.role_of(env.user) is None:
+                raise ServiceError(ErrorCode.NOT_MEMBER)
+            return tx.playback
+
+    async def _advance(
+        self, env: CommandEnvelope | None, command: str, from_entry: str | None, room: str = ""
+    ) -> dict[str, Any]:
+        """Move to the queue's next entry. The queue is asked first, outside the room's lock
+        (it takes the same lock for its own change); it answers idempotently per `from_entry`,
+        so concurrent skips advance once."""
+        code = room or _room(env)  # type: ignore[arg-type]
+        reply = await bus.request(
+            self.nc,
+            subjects.command("queue", "advance"),
+            AdvanceRequest(room=code, after_entry_id=from_entry),
+            timeout_s=3.0,
+        )
+        entry = AdvanceReply.model_validate(reply).entry
+
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            if env is not None:
+                await self._check_control(tx, env.user)
+            if tx.playback.entry_id == from_entry:
+                now = now_ms()
+                if entry is not None:
+                    tx.set_playback(
+                        pb.load(tx.playback, entry, await tx.players(), now, self.timing)
+                    )
+                elif command == "play":
+                    raise ServiceError(ErrorCode.QUEUE_EMPTY)
+                else:
+                    tx.set_playback(pb.finish(tx.playback, now))
+            return {"playback": tx.playback.to_contract().model_dump()}
+
+        return await self._in_room(env, code, command, body)
+
+    async def _finish_entry(self, code: str, entry_id: str | None) -> None:
+        async with self.engine.connect() as conn:
+            row = await repo.get_room(conn, code)
+        if row is None or row.entry_id != entry_id:
+            return
+        if row.auto_advance:
+            await self._advance(None, "auto_advance", entry_id, room=code)
+            return
+
+        async def body(tx: RoomTx) -> None:
+            if tx.playback.entry_id == entry_id and tx.playback.status == "playing":
+                tx.set_playback(pb.stop_at_end(tx.playback, now_ms()))
+
+        await self._in_room(None, code, "ended", body)
+
+    # -- deadlines: start timeouts and video ends --------------------------------------
+
+    async def due(self, code: str) -> None:
+        """Act on a room whose deadline passed; safe to run on every replica at once."""
+        async with self.engine.connect() as conn:
+            row = await repo.get_room(conn, code)
+        now = now_ms()
+        if row is None or row.deadline_ms is None or row.deadline_ms > now:
+            return
+        if row.status == "playing":
+            await self._finish_entry(code, row.entry_id)
+            return
+
+        async def body(tx: RoomTx) -> None:
+            state = tx.playback
+            if state.status == "starting" and state.deadline_ms and state.deadline_ms <= now_ms():
+                tx.set_playback(
+                    pb.begin_if_ready(state, await tx.players(), now_ms(), self.timing, force=True)
+                )
+
+        await self._in_room(None, code, "due", body)
+
+    def _schedule(self, code: str, deadline_ms: int | None) -> None:
+        """A local timer for the deadline, so it fires on time on this replica; the sweep
+        catches deadlines whose replica died."""
+        old = self._timers.pop(code, None)
+        if old is not None:
+            old.cancel()
+        if deadline_ms is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay_s = max(0.0, (deadline_ms - now_ms()) / 1000)
+        self._timers[code] = loop.call_later(delay_s, self._fire, code)
+
+    def _fire(self, code: str) -> None:
+        self._timers.pop(code, None)
+        self.spawn(self.due(code))
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("room deadline failed", exc_info=task.exception())
+
+    async def sweep(self, stop: asyncio.Event, interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                async with self.engine.connect() as conn:
+                    due = await repo.due_rooms(conn, now_ms())
+                for code in due:
+                    if code not in self._timers:
+                        await self.due(code)
+            except Exception:
+                log.exception("deadline sweep failed")
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+def _room(env: CommandEnvelope) -> str:
+    if not env.room:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "room: required")
+    return env.room
+
+
+def _conn(env: CommandEnvelope) -> str:
+    if not env.conn:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "conn: required")
+    return env.conn

@@ -1,0 +1,63 @@
+"""Session fixtures: real NATS, PostgreSQL and Redis, started once on free ports."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common import devstack
+from tests.support.system import System, migrate
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="sharetube-test-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+def infra(workdir: Path) -> Iterator[dict[str, str]]:
+    """NATS, PostgreSQL and Redis for the whole session, migrated."""
+    started: list[devstack.ManagedProcess] = []
+    try:
+        nats, nats_url = devstack.start_nats(workdir / "nats")
+        started.append(nats)
+        pg, pg_url = devstack.start_postgres(workdir / "pg", fast=True)
+        started.append(pg)
+        redis, redis_url = devstack.start_redis(workdir / "redis", persistent=False)
+        started.append(redis)
+        migrate(pg_url)
+        yield {"NATS_URL": nats_url, "DATABASE_URL": pg_url, "REDIS_URL": redis_url}
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+# Short timings so the tests wait little; the code paths are the same as in production.
+TEST_ENV = {
+    "PLAYBACK_START_TIMEOUT_MS": "1500",
+    "PLAYBACK_START_BUFFER_MS": "200",
+    "DEADLINE_SWEEP_INTERVAL_S": "0.5",
+    "LOG_LEVEL": "INFO",
+    "JWT_SECRET": "test-secret-0123456789abcdef0123456789",
+}
+
+
+def make_system(infra: dict[str, str], workdir: Path, name: str) -> System:
+    log_dir = workdir / f"logs-{name}"
+    log_dir.mkdir(exist_ok=True)
+    env = {**os.environ, **infra, **TEST_ENV}
+    return System(env=env, log_dir=log_dir)
+
+
+@pytest.fixture(scope="session")
+def system(infra: dict[str, str], workdir: Path) -> Iterator[System]:
+    """The whole system as separate processes: two replicas of rooms and queue."""
+    sys_ = make_system(infra, workdir, "main")
+    try:
+        sys_.start({"auth": 1, "rooms": 2, "queue": 2, "gateway": 1})
+        yield sys_
+    finally:
+        sys_.stop()
