@@ -141,7 +141,7 @@ class Service:
             delay = self._next_restart_delay()
             say(
                 f"!!! [{self.name}] exited unexpectedly with code {code}; restarting in "
-                f"{delay:.1f} s ({len(self._restarts)} restarts in the last minute)"
+                f"{delay:.1f} s (restart {len(self._restarts)} in the last minute)"
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)

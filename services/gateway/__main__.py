@@ -16,7 +16,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=settings.hard_frame_bytes,
         # Keepalive pings are the gateway's own heartbeat (HEARTBEAT_INTERVAL_SECONDS).
         ws_ping_interval=20.0,

@@ -5,9 +5,9 @@ client that cannot keep up fills its buffer and is closed with 4008, never slowi
 """
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -16,9 +16,38 @@ from services.common.contracts.models import UserRef
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT_S = 2.0
+
+
+def _abort_transport(ws: WebSocket) -> None:
+    transport = _find_transport(ws._send)
+    if transport is not None:
+        transport.abort()
+
+
+def _find_transport(send: object, depth: int = 6) -> Any:
+    """ASGI hides the transport: uvicorn's `send` is a method of its protocol, which
+    Starlette's middleware wrap in closures. Follow them to the protocol's transport."""
+    if depth == 0 or send is None:
+        return None
+    owner = getattr(send, "__self__", None)
+    if owner is not None and hasattr(owner, "transport"):
+        return owner.transport
+    for cell in getattr(send, "__closure__", None) or ():
+        try:
+            inner = cell.cell_contents
+        except ValueError:
+            continue
+        if callable(inner):
+            found = _find_transport(inner, depth - 1)
+            if found is not None:
+                return found
+    return None
+
 
 class Connection:
     __slots__ = (
+        "_closer",
         "_holding",
         "_queue",
         "_queued_bytes",
@@ -51,11 +80,13 @@ class Connection:
         self._wakeup = asyncio.Event()
         # Rooms whose events wait until this socket has its snapshot (join / room.sync).
         self._holding: dict[str, list[str]] = {}
+        self._closer: asyncio.Task[None] | None = None
 
     def send(self, text: str) -> None:
         if self.closed:
             return
-        size = len(text)
+        # str.isascii() is O(1) in CPython (a flag on the string): encode only when needed.
+        size = len(text) if text.isascii() else len(text.encode())
         if len(self._queue) >= self.max_frames or self._queued_bytes + size > self.max_bytes:
             self.drop(CloseCode.SLOW_CONSUMER, "send buffer full")
             return
@@ -86,11 +117,16 @@ class Connection:
         self._queue.clear()
         self._wakeup.set()
         log.info("closing %s: %s", self.conn_id, reason)
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        # Keep a reference: the loop holds tasks weakly, and this one may wait seconds.
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, reason=reason)
+        """Send a close frame; a client that reads nothing cannot receive it, so after
+        CLOSE_WAIT_S the TCP connection is cut and its buffers freed."""
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, reason=reason), CLOSE_WAIT_S)
+        except Exception:
+            _abort_transport(self.ws)
 
     async def writer(self) -> None:
         """Drain the buffer into the socket until the connection closes."""

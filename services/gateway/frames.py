@@ -9,7 +9,7 @@ import orjson
 from services.common.contracts.envelope import MAX_REQUEST_ID
 from services.common.contracts.errors import ErrorCode, ServiceError
 
-_ROOM = re.compile(r"^[A-Za-z0-9]{4,16}$")
+_ROOM = re.compile(r"[A-Za-z0-9]{4,16}")
 _MAX_TYPE = 32
 
 
@@ -53,7 +53,7 @@ def parse(raw: str | bytes) -> Frame:
     if not isinstance(frame_type, str) or not 0 < len(frame_type) <= _MAX_TYPE:
         raise FrameError(ServiceError(ErrorCode.BAD_FRAME, "type: a string."), request_id)
     room = obj.get("room")
-    if room is not None and (not isinstance(room, str) or not _ROOM.match(room)):
+    if room is not None and (not isinstance(room, str) or not _ROOM.fullmatch(room)):
         raise FrameError(ServiceError(ErrorCode.BAD_REQUEST, "room: not a room code."), request_id)
     data = obj.get("data", {})
     if data is None:

@@ -68,6 +68,8 @@ class RoomChannel:
             self._timer = None
 
     def give_up_gap(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()  # called early on overflow: the armed timer is stale
         self._timer = None
         if not self.pending:
             return
@@ -110,6 +112,10 @@ class Hub:
                 )
                 # The server must know the subscription before the snapshot is read.
                 await self.nc.flush()
+            except BaseException:
+                self.channels.pop(code, None)
+                channel.close()
+                raise
             finally:
                 ready.set_result(None)
                 self._subscribing.pop(code, None)

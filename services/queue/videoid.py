@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from services.common.contracts.errors import ErrorCode, ServiceError
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{11}")
 _HOSTS = {
     "youtube.com",
     "www.youtube.com",
@@ -21,7 +21,7 @@ _PATH_PREFIXES = ("embed", "shorts", "live", "v", "e")
 
 def video_id_from(video_id: str | None = None, url: str | None = None) -> str:
     if video_id is not None:
-        if _ID.match(video_id):
+        if _ID.fullmatch(video_id):
             return video_id
         raise ServiceError(ErrorCode.INVALID_VIDEO, "A video id is 11 letters, digits, - or _.")
     found = _from_url((url or "").strip())
@@ -49,6 +49,6 @@ def _from_url(url: str) -> str | None:
             candidate = (parse_qs(parts.query).get("v") or [None])[0]
         elif len(segments) >= 2 and segments[0] in _PATH_PREFIXES:
             candidate = segments[1]
-    if candidate and _ID.match(candidate):
+    if candidate and _ID.fullmatch(candidate):
         return candidate
     return None
