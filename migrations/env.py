@@ -5,12 +5,11 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from services.common.db import Base, create_engine
-from services.common.settings import CommonSettings
-
 # Importing the models registers every service's tables on the shared metadata.
 from services.auth import models as _auth  # noqa: F401
 from services.common import sequencer as _sequencer  # noqa: F401
+from services.common.db import Base, create_engine
+from services.common.settings import CommonSettings
 from services.queue import models as _queue  # noqa: F401
 from services.rooms import models as _rooms  # noqa: F401
 
