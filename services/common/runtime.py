@@ -9,6 +9,7 @@ cleanly on SIGTERM / SIGINT.
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -48,11 +49,26 @@ async def lifespan(
             await engine.dispose()
 
 
+class RedactSecrets(logging.Filter):
+    """Tokens travel in the socket URL (`/ws?token=...`); no log line may carry one."""
+
+    _pattern = re.compile(r"(token=|Bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._pattern.sub(r"\1[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecrets())
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str = "INFO") -> None:

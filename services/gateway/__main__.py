@@ -22,6 +22,7 @@ def main() -> None:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn logs through our handlers, which redact tokens
         access_log=False,
         timeout_graceful_shutdown=10,
     )

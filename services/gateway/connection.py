@@ -5,7 +5,10 @@ client that cannot keep up fills its buffer and is closed with 4008, never slowi
 """
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections import deque
 from typing import Any
 
@@ -21,8 +24,15 @@ CLOSE_WAIT_S = 2.0
 
 def _abort_transport(ws: WebSocket) -> None:
     transport = _find_transport(ws._send)
-    if transport is not None:
-        transport.abort()
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0: close with a reset and free the kernel's buffers now. A plain close
+        # would queue a FIN behind the data that the client never reads.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _find_transport(send: object, depth: int = 6) -> Any:

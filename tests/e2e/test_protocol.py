@@ -1,8 +1,13 @@
 """The wire protocol's edges: tokens, bad frames, idempotent retries, the REST face."""
 
 import asyncio
+import base64
+import os
+import socket
+import time
 
 import httpx
+import orjson
 import pytest
 import websockets
 
@@ -143,6 +148,73 @@ async def test_guest_sign_in_and_me(system: System) -> None:
         assert health["status"] == "ok"
 
 
+def _raw_socket_client(port: int, token: str, join_frame: bytes) -> socket.socket:
+    """A WebSocket client that joins and then never reads (a stuck tab), by hand: client
+    libraries read in the background."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert b" 101 " in response.split(b"\r\n")[0]
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(join_frame))
+    sock.sendall(bytes([0x81, 0x80 | len(join_frame)]) + mask + masked)
+    return sock
+
+
+async def test_slow_client_is_dropped_without_slowing_the_room(
+    system: System, connect: Connect
+) -> None:
+    owner, fast = await connect(), await connect()
+    room = await new_room(owner, control_mode="any")
+    await owner.call("join", room=room)
+    await fast.call("join", room=room)
+    join = orjson.dumps({"id": "j", "type": "join", "room": room, "data": {}})
+    slow = _raw_socket_client(system.port, owner.token, join)  # type: ignore[attr-defined]
+    try:
+        # Queue events carry the whole queue: ~15 MB in all with long thumbnails, far more
+        # than the kernel's socket buffers and the gateway's 1 MB per-socket buffer hold.
+        thumb = "https://i.ytimg.com/" + "x" * 2000
+        for _ in range(120):
+            await owner.call(
+                "queue.add", {"video_id": "dQw4w9WgXcQ", "thumbnail": thumb}, room=room
+            )
+        # The member who reads got every event, and in time.
+        await fast.wait_for(lambda e: e["type"] == "queue" and len(e["data"]) == 120)
+        # The stuck one was dropped: its stream ends (a close frame cannot reach a client that
+        # reads nothing, so the gateway cuts the connection).
+        slow.setblocking(False)
+        received = bytearray()
+        ended = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                chunk = slow.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+                continue
+            except ConnectionResetError:
+                ended = True
+                break
+            if not chunk:
+                ended = True
+                break
+            received += chunk
+        assert ended
+        assert len(received) < 15_000_000  # it did not get the whole room's traffic
+    finally:
+        slow.close()
+
+
 async def test_client_sees_its_own_and_others_events_in_version_order(connect: Connect) -> None:
     a, b = await connect(), await connect()
     room = await new_room(a, control_mode="any")
@@ -157,3 +229,11 @@ async def test_client_sees_its_own_and_others_events_in_version_order(connect: C
     for client in (a, b):
         vs = [e["v"] for e in client.events]
         assert vs == sorted(vs) and len(vs) == len(set(vs))
+
+
+async def test_no_token_reaches_the_logs(system: System, connect: Connect) -> None:
+    client = await connect()
+    await client.call("time.ping", {"t0": 1})
+    token = client.token  # type: ignore[attr-defined]
+    for process in system.processes:
+        assert token.split(".")[2] not in process.log_path.read_text(errors="replace")

@@ -1,6 +1,7 @@
 """A socket's bounded send buffer: order, the frame and byte bounds, and held room events."""
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,11 +16,25 @@ ROOM = "AbC123"
 OTHER = "XyZ789"
 
 
+class FakeSocket:
+    def __init__(self) -> None:
+        self.options: dict[tuple[int, int], bytes] = {}
+
+    def setsockopt(self, level: int, name: int, value: bytes) -> None:
+        self.options[(level, name)] = value
+
+
 class FakeTransport:
     def __init__(self) -> None:
         self.aborted = False
+        self.socket = FakeSocket()
+
+    def get_extra_info(self, name: str) -> object:
+        return self.socket if name == "socket" else None
 
     def abort(self) -> None:
+        # The reset must be armed before the abort, or the kernel keeps the data queued.
+        assert (socket.SOL_SOCKET, socket.SO_LINGER) in self.socket.options
         self.aborted = True
 
 
