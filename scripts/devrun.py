@@ -181,7 +181,18 @@ async def migrate(env: Mapping[str, str], stop: asyncio.Event) -> int | None:
     return None
 
 
-def print_urls(stack_env: Mapping[str, str], with_services: bool) -> None:
+def embedded_ports(environ: Mapping[str, str]) -> dict[str, int]:
+    """Ports for the embedded servers other than the fixed defaults (e.g. two stacks side
+    by side): SHARETUBE_NATS_PORT, SHARETUBE_POSTGRES_PORT, SHARETUBE_REDIS_PORT."""
+    names = {"NATS_URL": "NATS", "DATABASE_URL": "POSTGRES", "REDIS_URL": "REDIS"}
+    return {
+        env_var: int(environ[f"SHARETUBE_{name}_PORT"])
+        for env_var, name in names.items()
+        if environ.get(f"SHARETUBE_{name}_PORT")
+    }
+
+
+def print_urls(stack_env: Mapping[str, str], with_services: bool, run_dir: Path) -> None:
     base = f"127.0.0.1:{os.environ.get('PORT') or 8000}"
     rows = []
     if with_services:
@@ -195,7 +206,7 @@ def print_urls(stack_env: Mapping[str, str], with_services: bool) -> None:
         ("NATS", stack_env["NATS_URL"]),
         ("PostgreSQL", stack_env["DATABASE_URL"]),
         ("Redis", stack_env["REDIS_URL"]),
-        ("data and logs", str(RUN_DIR)),
+        ("data and logs", str(run_dir)),
     ]
     say("")
     say("ShareTube is running:" if with_services else "Infrastructure is running:")
@@ -205,7 +216,7 @@ def print_urls(stack_env: Mapping[str, str], with_services: bool) -> None:
     say("")
 
 
-async def serve(stack_env: Mapping[str, str], with_services: bool) -> int:
+async def serve(stack_env: Mapping[str, str], with_services: bool, run_dir: Path) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     services: list[Service] = []
@@ -237,7 +248,7 @@ async def serve(stack_env: Mapping[str, str], with_services: bool) -> int:
     if with_services:
         services = [Service(name, env) for name in service_names(os.environ)]
         tasks = [asyncio.create_task(service.supervise()) for service in services]
-    print_urls(stack_env, with_services)
+    print_urls(stack_env, with_services, run_dir)
     await stop.wait()
     for service in reversed(services):
         await service.stop(STOP_TIMEOUT_S)
@@ -259,13 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-services", action="store_true", help="only the servers and the migrations"
     )
+    parser.add_argument(
+        "--run-dir", type=Path, default=RUN_DIR, help="where the embedded servers keep data"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    stack = LocalStack(RUN_DIR)
+    stack = LocalStack(args.run_dir, ports=embedded_ports(os.environ))
     try:
         stack.start()
     except ServerStartError as exc:
@@ -274,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     try:
-        return asyncio.run(serve(stack.env, with_services=not args.no_services))
+        return asyncio.run(serve(stack.env, not args.no_services, args.run_dir))
     except KeyboardInterrupt:  # a signal in the instant before the loop's handlers are set
         return 0
     finally:

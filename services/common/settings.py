@@ -3,7 +3,8 @@
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-insecure-secret-change-me"
+# 32+ bytes, as RFC 7518 asks of an HS256 key; refused outside development.
+DEV_SECRET = "dev-insecure-secret-change-me-0123456789"
 
 
 class CommonSettings(BaseSettings):
