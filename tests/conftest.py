@@ -40,8 +40,26 @@ TEST_ENV = {
     "PLAYBACK_START_TIMEOUT_MS": "1500",
     "PLAYBACK_START_BUFFER_MS": "200",
     "DEADLINE_SWEEP_INTERVAL_S": "0.5",
+    "AD_MAX_WAIT_MS": "4000",  # a stuck ad releases the room in seconds, not 90
     "LOG_LEVEL": "INFO",
     "JWT_SECRET": "test-secret-0123456789abcdef0123456789",
+    # 20 messages per user per 10 minutes: the rate-limit test cannot depend on how fast a
+    # loaded machine sends (tests/unit/chat checks the sliding window itself).
+    "CHAT_RATE_LIMIT_MESSAGES": "20",
+    "CHAT_RATE_LIMIT_WINDOW_S": "600",
+    # Presence in seconds, not minutes: a member who drops shows away and is gone 3 s later;
+    # a killed gateway is noticed 1.5 s after its last heartbeat plus 2 s of grace.
+    "PRESENCE_HEARTBEAT_SECONDS": "0.5",
+    "PRESENCE_SWEEP_INTERVAL_SECONDS": "0.5",
+    "PRESENCE_AWAY_TIMEOUT_SECONDS": "3",
+    "GATEWAY_DEAD_AFTER_SECONDS": "2",
+    "BACKGROUND_TASK_LEASE_SECONDS": "3",
+    # Tests drive sockets far faster than people do; the limits themselves are tested on a
+    # gateway of their own (tests/e2e/test_abuse.py).
+    "CONN_RATE_PER_SECOND": "5000",
+    "CONN_RATE_BURST": "10000",
+    "USER_RATE_PER_SECOND": "5000",
+    "USER_RATE_BURST": "10000",
 }
 
 
@@ -57,7 +75,7 @@ def system(infra: dict[str, str], workdir: Path) -> Iterator[System]:
     """The whole system as separate processes: two replicas of rooms and queue."""
     sys_ = make_system(infra, workdir, "main")
     try:
-        sys_.start({"auth": 1, "rooms": 2, "queue": 2, "gateway": 1})
+        sys_.start({"auth": 1, "rooms": 2, "queue": 2, "chat": 2, "gateway": 1, "janitor": 1})
         yield sys_
     finally:
         sys_.stop()

@@ -134,9 +134,20 @@ function reducePart(state, part, data) {
     case 'settings': return data ?? {};
     case 'queue': return listFrom(data, 'entries', 'queue');
     case 'members': return listFrom(data, 'members');
-    case 'chat': return [...state.chat, data].slice(-CHAT_KEEP);
+    case 'chat': return reduceChat(state.chat, data);
     default: return state[part];
   }
+}
+
+/**
+ * A `chat` event carries one new message, or `{deleted: id}` when a moderator removed one
+ * (`chat.delete`): the message is dropped wherever it is in the list.
+ */
+export function reduceChat(chat, data) {
+  if (typeof data?.deleted === 'string' && !('text' in data)) {
+    return chat.filter((message) => message?.id !== data.deleted);
+  }
+  return [...chat, data].slice(-CHAT_KEEP);
 }
 
 const followsLast = (state, v) => state.lastEventV === null || v === state.lastEventV + 1;
@@ -282,6 +293,12 @@ export function pickBestSample(samples) {
 const OPEN = 1; // WebSocket.OPEN; a constant so fakes and polyfills need not define it
 
 /**
+ * Commands never sent again after a reconnect: a clock sample is worthless late, and joins
+ * (and leaving, and snapshots) are the reconnect's own business.
+ */
+const NOT_RESENT = new Set(['time.ping', 'join', 'room.sync', 'leave']);
+
+/**
  * A per-load random prefix for request ids. The server keys idempotency on (user, id), so ids
  * must not repeat across page reloads or across the extension's contexts: 8 base-36 digits are
  * ~41 bits, a collision between two live sessions of one user is negligible.
@@ -320,6 +337,13 @@ function parseFrame(data) {
  * @property {number} [clockResyncMs]      re-sync period, 0 disables
  * @property {number} [pingTimeoutMs]      a ping slower than this is a useless sample anyway
  * @property {string} [idPrefix]           override the random id prefix
+ * @property {boolean|ReconnectOptions} [reconnect] reconnect by itself after the socket drops
+ *   (off by default: the extension's service worker supervises its own socket)
+ *
+ * @typedef {object} ReconnectOptions
+ * @property {number} [minMs]   first delay (500)
+ * @property {number} [maxMs]   longest delay (15000)
+ * @property {number} [stableMs] an open socket that lasted this long resets the backoff (5000)
  */
 
 /**
@@ -328,7 +352,19 @@ function parseFrame(data) {
  * `snapshot` {room, state, snapshot}, `state` {room, state, cause},
  * `playback` | `queue` | `members` | `chat` | `settings` {room, v, data, state},
  * `gap` {room, v, lastEventV}, `event` (every raw event frame, known or not),
- * `clock` {offsetMs, rttMs, samples}, `error` {source, room?, error}.
+ * `clock` {offsetMs, rttMs, samples}, `error` {source, room?, error},
+ * `evicted` {room, reason} (kicked or banned: the room is forgotten, not re-joined),
+ * `reconnecting` {attempt, delayMs, code} (with `reconnect` on: the next try is scheduled).
+ *
+ * With `reconnect` on, the client reconnects with exponential backoff and jitter (or within the
+ * window a draining server names in its `reconnect` frame), re-joins its rooms (each gets a
+ * fresh snapshot), and then sends again, with the same request ids, every command that had no
+ * reply yet: the server applies a request id once, so a command that did go through before the
+ * drop is answered from its record and never applied twice. A command still without a reply
+ * when its timeoutMs runs out rejects: `disconnected` (details.sent false: it never left, so
+ * it was not applied) or `timeout` (details.sent true: it may have been applied; retrying with
+ * the same `requestId` tells). `time.ping`, `join`, `room.sync` and `leave` are never re-sent:
+ * they fail with `disconnected` at once (re-joining is the client's own job).
  */
 export class ShareTubeClient {
   /** @param {ClientOptions} options */
@@ -344,6 +380,7 @@ export class ShareTubeClient {
     clockResyncMs = 60_000, // clocks of NTP-synced hosts drift < 1 ms per minute
     pingTimeoutMs = 2000,
     idPrefix,
+    reconnect = false,
   }) {
     this.url = url;
     this.token = token;
@@ -377,6 +414,15 @@ export class ShareTubeClient {
     this._clock = { offsetMs: 0, rttMs: Infinity, synced: false };
     this._clockRun = null;
     this._clockTimer = null;
+    /** Reconnect policy, or null when the caller supervises the socket itself. */
+    this._reconnect = reconnect
+      ? { minMs: 500, maxMs: 15_000, stableMs: 5000, ...(reconnect === true ? {} : reconnect) }
+      : null;
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._wanted = false; // connect() was called and disconnect() was not
+    this._openedAt = null;
+    this._drainWithinMs = null; // the server is draining: reconnect within this window
   }
 
   // --- listeners -------------------------------------------------------------------------
@@ -424,6 +470,9 @@ export class ShareTubeClient {
    * @returns {Promise<void>}
    */
   connect() {
+    this._wanted = true;
+    this._clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
     if (this._ws) return this._connecting;
     if (typeof this._WebSocket !== 'function') {
       return Promise.reject(new Error('ShareTubeClient: no WebSocket implementation, pass WebSocketImpl'));
@@ -454,8 +503,14 @@ export class ShareTubeClient {
    * @param {string} [reason]
    */
   disconnect(code = 1000, reason = 'client disconnect') {
+    this._wanted = false;
+    this._clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
     const ws = this._ws;
-    if (!ws) return;
+    if (!ws) {
+      this._failQueued('disconnected', 'client disconnected');
+      return;
+    }
     this._onClose(ws, { code, reason, wasClean: true });
     try {
       ws.close(code, reason);
@@ -466,9 +521,14 @@ export class ShareTubeClient {
 
   _onOpen(ws) {
     if (ws !== this._ws) return;
+    this._openedAt = this._now();
+    this._drainWithinMs = null;
     this._emit('open', { url: this.url });
     this.syncClock().catch((error) => this._emit('error', { source: 'clock', error }));
-    for (const [room, opts] of this._joined) this._rejoin(room, opts);
+    const rejoins = [...this._joined].map(([room, opts]) => this._rejoin(room, opts));
+    // Commands that got no reply before the drop (or were made while down) go out once the
+    // rooms are joined again: a player's report needs this socket's session in the room.
+    Promise.allSettled(rejoins).then(() => this._flushUnanswered(ws));
   }
 
   _onClose(ws, ev) {
@@ -478,13 +538,72 @@ export class ShareTubeClient {
     this._clearTimeout(this._clockTimer);
     this._clockTimer = null;
     this._buffers.clear();
-    const pending = [...this._pending.values()];
-    this._pending.clear();
-    for (const p of pending) {
+    const willReconnect = this._shouldReconnect(ev?.code);
+    for (const [id, p] of [...this._pending]) {
+      // Kept for a re-send after the reconnect (same id: applied at most once), or failed now.
+      if (willReconnect && p.resend) continue;
+      this._pending.delete(id);
       this._clearTimeout(p.timer);
-      p.reject(new ShareTubeError('disconnected', 'socket closed while waiting for the reply'));
+      p.reject(new ShareTubeError('disconnected', 'socket closed while waiting for the reply', { sent: p.sent }));
     }
     this._emit('close', { code: ev?.code, reason: ev?.reason, wasClean: ev?.wasClean });
+    if (willReconnect) this._scheduleReconnect(ev?.code);
+  }
+
+  // --- reconnecting ----------------------------------------------------------------------
+
+  /** 4001: the token is refused (expired, signed out); retrying cannot help. */
+  _shouldReconnect(code) {
+    return this._reconnect !== null && this._wanted && code !== 4001;
+  }
+
+  _scheduleReconnect(code) {
+    const r = this._reconnect;
+    const stable = this._openedAt !== null && this._now() - this._openedAt >= r.stableMs;
+    this._openedAt = null;
+    if (stable) this._attempt = 0;
+    let delayMs;
+    if (this._drainWithinMs !== null) {
+      // A draining server named a window: spread over it, so the other servers are not
+      // hit by all of its clients at the same instant.
+      delayMs = this._random() * this._drainWithinMs;
+      this._drainWithinMs = null;
+    } else {
+      // Exponential backoff with "equal jitter": half fixed, half random.
+      const base = Math.min(r.maxMs, r.minMs * 2 ** this._attempt);
+      delayMs = base / 2 + this._random() * (base / 2);
+    }
+    this._attempt += 1;
+    this._clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = this._setTimeout(() => {
+      this._reconnectTimer = null;
+      if (this._wanted && !this._ws) this.connect().catch(() => {});
+    }, delayMs);
+    this._emit('reconnecting', { attempt: this._attempt, delayMs, code });
+  }
+
+  /** Send again what had no reply, oldest first, on the socket that just opened. */
+  _flushUnanswered(ws) {
+    if (ws !== this._ws || ws.readyState !== OPEN) return;
+    for (const [id, p] of this._pending) {
+      if (!p.resend || p.ws === ws) continue;
+      p.ws = ws;
+      p.sent = true;
+      try {
+        ws.send(p.text);
+      } catch {
+        return; // closing again; the next open sends it
+      }
+    }
+  }
+
+  /** Commands that never left (made while down) fail when the client stops for good. */
+  _failQueued(code, message) {
+    for (const [id, p] of [...this._pending]) {
+      this._pending.delete(id);
+      this._clearTimeout(p.timer);
+      p.reject(new ShareTubeError(code, message, { sent: p.sent }));
+    }
   }
 
   _onMessage(ws, ev) {
@@ -493,6 +612,7 @@ export class ShareTubeClient {
     if (!frame) {
       this._emit('error', { source: 'frame', error: new ShareTubeError('bad_reply', 'unreadable frame') });
     } else if ('re' in frame) {
+      if (this._openedAt !== null && this._attempt > 0 && frame.ok !== false) this._attempt = 0;
       this._onReply(frame);
     } else if (typeof frame.type === 'string') {
       this._onEvent(frame);
@@ -509,36 +629,53 @@ export class ShareTubeClient {
   /**
    * Send a command and wait for its reply.
    * Rejects with a ShareTubeError: the server's code on an error reply, `timeout` after
-   * timeoutMs, `disconnected` when the socket is not open or closes first. A command is
-   * never re-sent by the client, so it can never be applied twice.
+   * timeoutMs, `disconnected` when the socket is not open or closes first (`details.sent`
+   * says whether the frame ever left). Without `reconnect` a command is never re-sent. With
+   * it, a command without a reply is sent again after the reconnect with the same request
+   * id, which the server applies at most once (see the class comment). `requestId` re-uses
+   * an id on purpose: retrying a command that timed out returns its first outcome.
    * @param {string} type
    * @param {object} [data]
-   * @param {{room?: string, timeoutMs?: number}} [options]
+   * @param {{room?: string, timeoutMs?: number, requestId?: string}} [options]
    * @returns {Promise<any>} the reply's data
    */
-  request(type, data = {}, { room, timeoutMs = 5000 } = {}) {
+  request(type, data = {}, { room, timeoutMs = 5000, requestId } = {}) {
     const ws = this._ws;
-    if (!ws || ws.readyState !== OPEN) {
-      return Promise.reject(new ShareTubeError('disconnected', `not connected, ${type} not sent`));
+    const open = ws !== null && ws.readyState === OPEN;
+    const resend = this._reconnect !== null && !NOT_RESENT.has(type);
+    if (!open && !(resend && this._wanted)) {
+      return Promise.reject(new ShareTubeError('disconnected', `not connected, ${type} not sent`, { sent: false }));
     }
-    const id = this._nextId();
+    const id = requestId ?? this._nextId();
+    if (this._pending.has(id)) {
+      return Promise.reject(new ShareTubeError('bad_request', `request id ${id} is already waiting for its reply`));
+    }
     const frame = room == null ? { id, type, data } : { id, type, room, data };
+    const text = JSON.stringify(frame);
     return new Promise((resolve, reject) => {
-      const timer = this._setTimeout(() => {
-        if (this._pending.delete(id)) {
-          reject(new ShareTubeError('timeout', `no reply to ${type} within ${timeoutMs} ms`));
-        }
-      }, timeoutMs);
-      this._pending.set(id, { resolve, reject, timer });
-      try {
-        ws.send(JSON.stringify(frame));
-      } catch (err) {
+      const entry = { resolve, reject, timer: null, text, resend, sent: false, ws: null };
+      entry.timer = this._setTimeout(() => {
+        if (this._pending.get(id) !== entry) return;
         this._pending.delete(id);
-        this._clearTimeout(timer);
-        reject(new ShareTubeError('disconnected', `send failed: ${err?.message ?? err}`));
+        reject(entry.sent
+          ? new ShareTubeError('timeout', `no reply to ${type} within ${timeoutMs} ms`, { sent: true })
+          : new ShareTubeError('disconnected', `${type} not sent within ${timeoutMs} ms: not connected`, { sent: false }));
+      }, timeoutMs);
+      this._pending.set(id, entry);
+      if (!open) return; // sent after the reconnect (_flushUnanswered)
+      try {
+        ws.send(text);
+        entry.ws = ws;
+        entry.sent = true;
+      } catch (err) {
+        if (resend) return; // the socket is closing; the next one sends it
+        this._pending.delete(id);
+        this._clearTimeout(entry.timer);
+        reject(new ShareTubeError('disconnected', `send failed: ${err?.message ?? err}`, { sent: false }));
       }
     });
   }
+
 
   _onReply(frame) {
     const p = this._pending.get(frame.re);
@@ -645,7 +782,7 @@ export class ShareTubeClient {
 
   /** Re-join after a reconnect; a room the server refuses now (closed, kicked) is dropped. */
   _rejoin(room, opts) {
-    this._loadSnapshot(room, 'join', opts).catch((error) => {
+    return this._loadSnapshot(room, 'join', opts).catch((error) => {
       if (!CLIENT_ERROR_CODES.includes(error.code) && this._joined.get(room) === opts) {
         this._joined.delete(room);
         this._rooms.delete(room);
@@ -657,6 +794,22 @@ export class ShareTubeClient {
 
   _onEvent(frame) {
     this._emit('event', frame);
+    if (frame.type === 'evicted') {
+      this._onEvicted(frame);
+      return;
+    }
+    if (frame.type === 'reconnect') {
+      // The server is draining (graceful shutdown) and closes this socket next; reconnect
+      // within the window it names (with `reconnect` on), to whichever server answers.
+      const within = frame.data?.within_ms;
+      this._drainWithinMs = Number.isFinite(within) && within >= 0 ? Math.min(within, 60_000) : 0;
+      return;
+    }
+    if (frame.type === 'resync') {
+      // The server lost events it could not show as a gap (its bus reconnected).
+      if (this._rooms.has(frame.room)) this._resync(frame.room);
+      return;
+    }
     const room = frame.room;
     const buffer = this._buffers.get(room);
     if (buffer) {
@@ -665,6 +818,21 @@ export class ShareTubeClient {
       return;
     }
     if (this._rooms.has(room)) this._applyLive(room, frame);
+  }
+
+  /**
+   * `{"type": "evicted", "room", "data": {"reason": "kicked" | "banned"}}` (no `v`): the
+   * server took this socket out of the room. Forget it, so a reconnect does not re-join;
+   * a kicked user may join again by calling join().
+   */
+  _onEvicted(frame) {
+    const room = frame.room;
+    if (!this._joined.has(room) && !this._rooms.has(room)) return;
+    this._joined.delete(room);
+    this._rooms.delete(room);
+    this._buffers.delete(room);
+    if (this.room === room) this.room = null;
+    this._emit('evicted', { room, reason: frame.data?.reason ?? 'kicked' });
   }
 
   _applyLive(room, frame) {
@@ -742,10 +910,155 @@ export class ShareTubeClient {
   }
 
   /**
+   * Take an entry off the queue (one's own; others' need the room's control mode).
+   * @param {string} entryId
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  queueRemove(entryId, options) { return this._command('queue.remove', { entry_id: entryId }, options); }
+
+  /**
+   * Move an entry to `index` in the queue (0 = plays next); a control command.
+   * @param {string} entryId
+   * @param {number} index
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  queueMove(entryId, index, options) {
+    return this._command('queue.move', { entry_id: entryId, index: Math.max(0, Math.round(index)) }, options);
+  }
+
+  /**
    * @param {string} text
    * @param {{room?: string, timeoutMs?: number}} [options]
    */
   chatSend(text, options) { return this._command('chat.send', { text }, options); }
+
+  /**
+   * Older messages, newest first: `{messages, has_more, versions: {chat}}`.
+   * @param {{before_id?: string, limit?: number}} [page]  limit 1-100, default 50
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  chatHistory(page = {}, options) { return this._command('chat.history', { ...page }, options); }
+
+  /**
+   * Remove a message (owners and operators); every client drops it on the `chat` event.
+   * @param {string} messageId
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  chatDelete(messageId, options) { return this._command('chat.delete', { message_id: messageId }, options); }
+
+  // --- room policy, roles and moderation -------------------------------------------------
+
+  /**
+   * `room.settings` (owner): any of name, visibility, control_mode, ad_sync, auto_advance,
+   * vote_skip_ratio (0-1], queue_limit_per_user (0 = no cap). Reply `{settings}`.
+   * @param {object} changes
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  updateSettings(changes, options) { return this._command('room.settings', { ...changes }, options); }
+
+  /**
+   * Grant (`operator`) or revoke (`member`) a member's operator role (owner).
+   * @param {string} userId
+   * @param {"operator" | "member"} role
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  setRole(userId, role, options) { return this._command('room.role', { user_id: userId, role }, options); }
+
+  /**
+   * Hand the room to another member (owner); the former owner stays on as an operator.
+   * @param {string} userId
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  transferOwnership(userId, options) { return this._command('room.transfer', { user_id: userId }, options); }
+
+  /**
+   * Remove a member now (owner, operators); they may join again.
+   * @param {string} userId
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  kick(userId, options) { return this._command('room.kick', { user_id: userId }, options); }
+
+  /**
+   * Ban a user (owner, operators): removed now, refused on join until unbanned.
+   * @param {string} userId
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  ban(userId, options) { return this._command('room.ban', { user_id: userId, banned: true }, options); }
+
+  /**
+   * @param {string} userId
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  unban(userId, options) { return this._command('room.ban', { user_id: userId, banned: false }, options); }
+
+  /**
+   * Who did what in the room, newest first (owner, admins): `{entries: [{id, at_ms, action,
+   * user_id, name, target_id, detail}]}`.
+   * @param {{limit?: number, before_id?: number}} [page]  limit 1-200, default 50
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  roomAudit(page = {}, options) { return this._command('room.audit', { ...page }, options); }
+
+  /**
+   * Set everyone's playback rate (a control command); every client applies `playback.rate`.
+   * @param {number} rate 0.25-2
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  setRate(rate, options) { return this._command('rate', { rate }, options); }
+
+  /**
+   * Vote to skip the current entry; reply `{entry_id, votes, needed, skipped}`.
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  voteSkip(options) { return this._command('skip.vote', {}, options); }
+
+  /** @param {{room?: string, timeoutMs?: number}} [options] */
+  queueShuffle(options) { return this._command('queue.shuffle', {}, options); }
+
+  /**
+   * queueAdd at the head of the queue ("play next").
+   * @param {string | object} item  as for queueAdd
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  queueAddNext(item, options) {
+    const data = typeof item === 'string'
+      ? (/^https?:\/\//i.test(item) ? { url: item } : { video_id: item })
+      : { ...item };
+    return this._command('queue.add', { ...data, next: true }, options);
+  }
+
+  /**
+   * This player started showing an ad (players only; the room's ad_sync policy decides
+   * whether the room waits). Reply `{counted}`. After `adEnd`, a room in `starting` needs
+   * this player's `ready` again.
+   * @param {string} [entryId] the entry the player had loaded
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  adStart(entryId, options) { return this._command('ad.start', entryId ? { entry_id: entryId } : {}, options); }
+
+  /**
+   * @param {string} [entryId]
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  adEnd(entryId, options) { return this._command('ad.end', entryId ? { entry_id: entryId } : {}, options); }
+
+  // --- site admins -----------------------------------------------------------------------
+
+  /**
+   * `admin.rooms` (tokens with the `adm` claim; others get `forbidden`): every room with
+   * someone online, public or private, busiest first, and the newest audit entries of all
+   * rooms: `{rooms: [{code, name, visibility, control_mode, owner_id, created_at_ms, members,
+   * members_online, now_playing, queue_length}], audit: [{id, room, at_ms, action, ...}]}`.
+   * @param {{limit?: number, audit_limit?: number}} [query]
+   * @param {{timeoutMs?: number}} [options]
+   */
+  adminRooms(query = {}, { timeoutMs } = {}) { return this.request('admin.rooms', { ...query }, { timeoutMs }); }
+
+  /**
+   * `room.close`: end a room for everyone (its owner, or an admin for any room).
+   * @param {{room?: string, timeoutMs?: number}} [options]
+   */
+  closeRoom(options) { return this._command('room.close', {}, options); }
 
   // --- clock -----------------------------------------------------------------------------
 

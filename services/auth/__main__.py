@@ -4,19 +4,39 @@ import asyncio
 
 from services.common import runtime
 
+from .google import GoogleConfig, GoogleSignIn
 from .handlers import build_router
+from .oidc import OidcClient
 from .service import AuthService
 from .settings import AuthSettings
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = AuthSettings()
-    async with runtime.lifespan(settings, "auth") as res:
-        assert res.engine is not None
-        service = AuthService(
-            res.engine, settings.jwt_secret, settings.access_token_expires_seconds
+    async with runtime.lifespan(settings, "auth", use_redis=True) as res:
+        assert res.engine is not None and res.redis is not None
+        expires_s = settings.access_token_expires_seconds
+        service = AuthService(res.engine, res.redis, res.nc, settings.jwt_secret, expires_s)
+        oidc = (
+            OidcClient(
+                settings.oidc_issuer,
+                settings.google_client_id,
+                settings.google_client_secret,
+                settings.oidc_http_timeout_s,
+            )
+            if settings.google_enabled
+            else None
         )
-        await build_router(service).serve(res.nc, settings.max_inflight)
+        config = GoogleConfig(
+            jwt_secret=settings.jwt_secret,
+            expires_s=expires_s,
+            backend_base_url=settings.backend_base_url,
+            extension_origins=settings.extension_origins,
+            admins=settings.admins,
+            state_ttl_s=settings.oidc_state_ttl_s,
+        )
+        google = GoogleSignIn(res.engine, res.redis, oidc, config)
+        await build_router(service, google).serve(res.nc, settings.max_inflight)
         await stop.wait()
 
 

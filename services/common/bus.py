@@ -16,14 +16,24 @@ import nats
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError, SlowConsumerError
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+    SlowConsumerError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .contracts import subjects
 from .contracts.envelope import CommandEnvelope
 from .contracts.errors import ErrorCode, ServiceError
 from .contracts.models import UserRef
+from .stats import RateMeter
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,12 @@ SERVICE_USER_PREFIX = "svc:"
 Handler = Callable[[CommandEnvelope, Any], Awaitable[Any]]
 
 
-async def connect(url: str, name: str) -> NATS:
+async def connect(
+    url: str, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
+) -> NATS:
+    """Connect for good: nats-py reconnects forever and replays the subscriptions;
+    `on_reconnect` runs after that (the gateway asks its sockets to resync)."""
+
     async def error_cb(exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
             log.warning("nats slow consumer on %s", getattr(exc, "subject", "?"))
@@ -45,6 +60,11 @@ async def connect(url: str, name: str) -> NATS:
 
     async def reconnected_cb() -> None:
         log.info("nats reconnected")
+        if on_reconnect is not None:
+            try:
+                await on_reconnect()
+            except Exception:
+                log.exception("after-reconnect hook failed")
 
     return await nats.connect(
         url,
@@ -86,6 +106,7 @@ class CommandRouter:
     def __init__(self, service: str) -> None:
         self.service = service
         self._handlers: dict[str, _Registered] = {}
+        self.meter = RateMeter()  # commands per second, for GET /api/stats
 
     def command(
         self, name: str, model: type[BaseModel] | None = None, *, internal: bool = False
@@ -101,6 +122,11 @@ class CommandRouter:
     @property
     def names(self) -> frozenset[str]:
         return frozenset(self._handlers)
+
+    @property
+    def internal_names(self) -> frozenset[str]:
+        """The commands only services may send (users get `forbidden`)."""
+        return frozenset(name for name, r in self._handlers.items() if r.internal)
 
     async def serve(self, nc: NATS, max_inflight: int) -> None:
         slots = asyncio.Semaphore(max_inflight)
@@ -132,12 +158,19 @@ class CommandRouter:
             slots.release()
 
     async def dispatch(self, subject: str, payload: bytes) -> bytes:
+        self.meter.mark()
         name = subjects.command_name(self.service, subject)
         registered = self._handlers.get(name)
         if registered is None:
             return error(ErrorCode.UNKNOWN_TYPE)
         try:
             envelope = CommandEnvelope.model_validate_json(payload)
+        except ValidationError as exc:
+            return error(ErrorCode.BAD_REQUEST, validation_message(exc))
+        # Who asks before what they ask: a user's data for an internal command is not read.
+        if registered.internal and not envelope.user.id.startswith(SERVICE_USER_PREFIX):
+            return error(ErrorCode.FORBIDDEN)
+        try:
             data = (
                 registered.model.model_validate(envelope.data)
                 if registered.model is not None
@@ -145,15 +178,27 @@ class CommandRouter:
             )
         except ValidationError as exc:
             return error(ErrorCode.BAD_REQUEST, validation_message(exc))
-        if registered.internal and not envelope.user.id.startswith(SERVICE_USER_PREFIX):
-            return error(ErrorCode.FORBIDDEN)
         try:
             return ok(to_jsonable(await registered.handler(envelope, data)))
         except ServiceError as exc:
             return orjson.dumps({"ok": False, "error": exc.to_dict()})
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                # The database or Redis is away (restarting): nothing was committed, and the
+                # client may retry with the same request id once it is back.
+                log.warning("command %s: backing store unavailable: %r", subject, exc)
+                return error(ErrorCode.UNAVAILABLE)
             log.exception("command %s failed", subject)
             return error(ErrorCode.INTERNAL)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A lost connection to PostgreSQL or Redis, as opposed to a bug."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError))
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -197,4 +242,7 @@ async def request_raw(nc: NATS, subject: str, payload: bytes, timeout_s: float) 
         raise ServiceError(ErrorCode.UNAVAILABLE) from exc
     except NatsTimeoutError as exc:
         raise ServiceError(ErrorCode.TIMEOUT) from exc
+    except (ConnectionClosedError, ConnectionReconnectingError, OutboundBufferLimitError) as exc:
+        # The bus itself is away; nats-py is reconnecting (or this process is shutting down).
+        raise ServiceError(ErrorCode.UNAVAILABLE) from exc
     return msg.data

@@ -7,7 +7,7 @@ transaction as the command's effect, so "applied" and "remembered" cannot disagr
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, LargeBinary, String, Table, select
+from sqlalchemy import BigInteger, LargeBinary, String, Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,6 +44,23 @@ class CommandLog:
         if row.command != command:
             raise ServiceError(ErrorCode.CONFLICT)
         return orjson.loads(row.reply)
+
+    async def purge(self, conn: AsyncConnection, before_ms: int, limit: int) -> int:
+        """Forget up to `limit` replies older than `before_ms` (the janitor's retention:
+        clients retry within seconds, the log keeps a day). Oldest first, in one bounded
+        statement, so a large backlog is trimmed in short transactions."""
+        oldest = (
+            select(self.table.c.user_id, self.table.c.request_id)
+            .where(self.table.c.at_ms < before_ms)
+            .order_by(self.table.c.at_ms)
+            .limit(limit)
+        )
+        result = await conn.execute(
+            delete(self.table).where(
+                tuple_(self.table.c.user_id, self.table.c.request_id).in_(oldest)
+            )
+        )
+        return result.rowcount or 0
 
     async def remember(
         self, conn: AsyncConnection, user_id: str, request_id: str, command: str, reply: Any

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import bus, db
@@ -31,12 +35,27 @@ class Resources:
     redis: aioredis.Redis | None
 
 
+def redis_client(url: str, timeout_s: float = 2.0) -> aioredis.Redis:
+    """The one way a process makes its Redis client. redis-py reconnects by itself on the
+    next command after Redis comes back; the retry covers a command caught in the switch,
+    and the timeouts keep a stuck Redis from hanging a request (callers treat a Redis error
+    as `unavailable`, or fail open where that is safe)."""
+    return aioredis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=15,  # PING an idle pooled connection before reuse
+    )
+
+
 @contextlib.asynccontextmanager
 async def lifespan(
     settings: CommonSettings, name: str, *, use_db: bool = True, use_redis: bool = False
 ) -> AsyncIterator[Resources]:
     engine = db.create_engine(settings.database_url, settings.db_pool_size) if use_db else None
-    redis = aioredis.from_url(settings.redis_url) if use_redis else None
+    redis = redis_client(settings.redis_url) if use_redis else None
     nc = await bus.connect(settings.nats_url, name)
     try:
         yield Resources(nc=nc, engine=engine, redis=redis)

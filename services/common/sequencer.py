@@ -5,7 +5,10 @@ gives every event a per-room `v` that only grows, and its row lock serialises co
 commands on one room across all replicas and services (DESIGN.md: "per-room serialisation").
 """
 
+from typing import Any
+
 from sqlalchemy import BigInteger, String, select, update
+from sqlalchemy import delete as _delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -57,3 +60,14 @@ async def current(conn: AsyncConnection, room: str) -> int | None:
 async def advance_to(conn: AsyncConnection, room: str, v: int) -> None:
     """Store the room's new version after a locked change that produced events up to v."""
     await conn.execute(update(RoomSequence).where(RoomSequence.room == room).values(v=v))
+
+
+async def delete(conn: AsyncConnection, room: str) -> None:
+    """The room is closed (rooms deletes it under its lock): commands on it get `not_found`,
+    and the other services' rows for it become orphans they purge (see `orphan_rooms`)."""
+    await conn.execute(_delete(RoomSequence).where(RoomSequence.room == room))
+
+
+def orphan_rooms(room_column: Any) -> Any:
+    """A condition on another table's room column: that room has no sequence any more."""
+    return ~select(RoomSequence.room).where(RoomSequence.room == room_column).exists()

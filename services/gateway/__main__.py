@@ -1,31 +1,38 @@
-"""`python -m services.gateway`: serve /ws and the REST face until SIGTERM."""
+"""`python -m services.gateway`: serve /ws and the REST face until SIGTERM, then drain."""
 
 import uvicorn
 
 from services.common.runtime import setup_logging
 
 from .app import create_app
+from .drain import DrainingServer
 from .settings import GatewaySettings
 
 
 def main() -> None:
     settings = GatewaySettings()
     setup_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         ws="websockets-sansio",
         ws_max_size=settings.hard_frame_bytes,
-        # Keepalive pings are the gateway's own heartbeat (HEARTBEAT_INTERVAL_SECONDS).
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        # The heartbeat is WebSocket protocol pings: browsers answer them without any page
+        # code, so a pong proves the connection (not the tab's script) is alive. A socket
+        # that misses one for PONG_TIMEOUT_SECONDS is closed and its member shows away.
+        ws_ping_interval=settings.heartbeat_interval_seconds,
+        ws_ping_timeout=settings.pong_timeout_seconds,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn logs through our handlers, which redact tokens
         access_log=False,
+        # After the drain (DrainingServer): in-flight requests and socket handlers finish.
         timeout_graceful_shutdown=10,
     )
+    # SIGTERM: every socket gets a `reconnect` frame and a 1012 close before uvicorn stops.
+    DrainingServer(config, app).run()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
@@ -14,15 +15,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
-from services.common import bus, tokens
-from services.common.contracts import subjects
+from services.common import bus, presence, runtime, sessions
+from services.common.contracts import events, subjects
 from services.common.contracts.envelope import CommandEnvelope, GuestRequest
 from services.common.contracts.errors import CloseCode, ErrorCode, ServiceError
+from services.common.stats import RateMeter
 
-from . import frames
+from . import api, drain, frames, heartbeat, notices, portals, signin
 from .commands import Dispatcher
 from .connection import Connection
 from .hub import Hub
+from .origins import OriginPolicy
+from .ratelimit import TokenBucket, UserLimiter
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,7 @@ _HTTP_STATUS = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.NOT_CONFIGURED: 501,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
 }
@@ -47,6 +52,12 @@ class GatewayState:
     nc: Any
     connections: set[Connection]
     counter: "itertools.count[int]"
+    frames: RateMeter = field(default_factory=RateMeter)  # client frames per second
+    redis: Any = None  # signed-out sessions (services/common/sessions.py)
+    sessions: dict[str, set[Connection]] = field(default_factory=dict)  # sid -> its sockets
+    draining: bool = False  # SIGTERM: sockets are being told to reconnect elsewhere
+    origins: OriginPolicy | None = None  # who may open /ws from a browser page
+    user_limiter: UserLimiter | None = None  # commands per user, across gateways (Redis)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -54,20 +65,45 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await bus.connect(settings.nats_url, f"gateway-{settings.gateway_id}")
+        async def after_bus_reconnect() -> None:
+            gw = getattr(app.state, "gw", None)
+            if gw is not None:
+                log.info("asked %d sockets to resync after a bus outage", gw.hub.ask_resync())
+
+        nc = await bus.connect(
+            settings.nats_url, f"gateway-{settings.gateway_id}", on_reconnect=after_bus_reconnect
+        )
         hub = Hub(nc, settings.reorder_wait_s)
         app.state.gw = GatewayState(
             settings, hub, Dispatcher(nc, hub), nc, set(), itertools.count(1)
         )
+        await notices.start(app.state.gw)  # evictions and stats requests
+        # Short timeouts: a socket's sign-in check must not hang on a stuck Redis.
+        app.state.gw.redis = runtime.redis_client(settings.redis_url, timeout_s=2.0)
+        app.state.gw.origins = OriginPolicy.build(
+            settings.allowed_origins, settings.backend_base_url, settings.cors_origins
+        )
+        app.state.gw.user_limiter = UserLimiter(
+            app.state.gw.redis, settings.user_rate_per_second, settings.user_rate_burst
+        )
+        await signin.start(app.state.gw)  # sign-outs close their sockets
+        beating = asyncio.create_task(
+            heartbeat.run(
+                app.state.gw.redis, settings.gateway_id, settings.presence_heartbeat_seconds
+            )
+        )
         try:
             yield
         finally:
-            # Tell clients to reconnect (to another replica) before the bus goes away.
+            await drain.drain(app.state.gw)  # done already when uvicorn ran DrainingServer
+            await heartbeat.stop(beating, app.state.gw.redis, settings.gateway_id)
+            # Any socket the drain could not close in time: close it before the bus goes.
             for conn in list(app.state.gw.connections):
                 conn.drop(CloseCode.GOING_AWAY, "server shutting down")
             await asyncio.sleep(0.1)
             with contextlib.suppress(Exception):
                 await nc.drain()
+            await app.state.gw.redis.aclose()
 
     app = FastAPI(title="ShareTube gateway", lifespan=lifespan)
     app.add_middleware(
@@ -77,6 +113,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
     )
     _add_http_routes(app, settings)
+    app.include_router(api.router)  # GET /api/rooms, GET /api/stats
+    app.include_router(signin.router)  # /auth/google, /auth/google/callback, /auth/logout
+    app.include_router(portals.router)  # /, /dashboard, /mobile-remote, GET /api/config
+    portals.mount(app)  # /static/js/sharetube-client.js, /static/... (portals/)
     _add_socket_route(app, settings)
     return app
 
@@ -111,7 +151,9 @@ def _add_http_routes(app: FastAPI, settings: GatewaySettings) -> None:
     async def me(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Response:
-        user, _claims = tokens.verify(settings.jwt_secret, _bearer(authorization))
+        user, _claims = await sessions.authenticate(
+            request.app.state.gw.redis, settings.jwt_secret, _bearer(authorization)
+        )
         envelope = CommandEnvelope(id="me", user=user, data={})
         reply = await bus.request(
             request.app.state.gw.nc, subjects.command("auth", "me"), envelope, timeout_s=3.0
@@ -134,38 +176,73 @@ def _add_http_routes(app: FastAPI, settings: GatewaySettings) -> None:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        connected = request.app.state.gw.nc.is_connected
-        return JSONResponse({"nats": connected}, status_code=200 if connected else 503)
+        gw: GatewayState = request.app.state.gw
+        connected = gw.nc.is_connected
+        ready = connected and not gw.draining
+        return JSONResponse(
+            {"nats": connected, "draining": gw.draining}, status_code=200 if ready else 503
+        )
 
 
 def _add_socket_route(app: FastAPI, settings: GatewaySettings) -> None:
     @app.websocket("/ws")
     async def socket(ws: WebSocket) -> None:
         gw: GatewayState = ws.app.state.gw
+        assert gw.origins is not None
+        origin = ws.headers.get("origin")
+        if not gw.origins.allows(origin, ws.headers.get("host")):
+            log.warning("socket refused: origin %.100s not allowed", origin)
+            await ws.close(code=CloseCode.UNAUTHORIZED)  # before the upgrade: HTTP 403
+            return
         try:
-            user, _claims = tokens.verify(settings.jwt_secret, ws.query_params.get("token", ""))
-        except ServiceError:
+            user, claims = await sessions.authenticate(
+                gw.redis, settings.jwt_secret, ws.query_params.get("token", "")
+            )
+        except ServiceError as exc:
+            if exc.code is ErrorCode.UNAVAILABLE:
+                # Sessions cannot be checked (Redis away): not the token's fault. Say "try
+                # again later" in a way a browser can read (an HTTP refusal shows as 1006).
+                await ws.accept()
+                await ws.close(code=CloseCode.TRY_AGAIN_LATER, reason="try again later")
+                return
             # Refused before the upgrade: the client sees HTTP 403, not an open socket.
             await ws.close(code=CloseCode.UNAUTHORIZED)
             return
         await ws.accept()
+        if gw.draining:
+            await ws.send_text(events.reconnect(settings.drain_spread_ms))
+            await ws.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
+            return
         conn = Connection(
             ws,
             user,
-            f"{settings.gateway_id}:{next(gw.counter)}",
+            presence.conn_id(settings.gateway_id, next(gw.counter)),
             settings.send_queue_frames,
             settings.send_queue_bytes,
         )
+        # Tokens are checked when a socket opens; one that outlives its token is closed then.
+        expires_in_s = float(claims["exp"]) - time.time()
+        expiry = asyncio.get_running_loop().call_later(
+            max(expires_in_s, 0.0), conn.drop, CloseCode.UNAUTHORIZED, "token expired"
+        )
         gw.connections.add(conn)
+        sid = sessions.session_of(claims)
+        gw.sessions.setdefault(sid, set()).add(conn)
         writer = asyncio.create_task(conn.writer())
         try:
             await _read_loop(ws, conn, gw, settings)
         except WebSocketDisconnect:
             pass
         finally:
+            expiry.cancel()
             conn.closed = True
             writer.cancel()
             gw.connections.discard(conn)
+            same_session = gw.sessions.get(sid)
+            if same_session is not None:
+                same_session.discard(conn)
+                if not same_session:
+                    del gw.sessions[sid]
             await gw.dispatcher.disconnected(conn)
 
 
@@ -173,10 +250,14 @@ async def _read_loop(
     ws: WebSocket, conn: Connection, gw: GatewayState, settings: GatewaySettings
 ) -> None:
     tasks: set[asyncio.Task[None]] = set()
+    # Every frame, good or bad, takes a token; one without a token goes no further.
+    bucket = TokenBucket(settings.conn_rate_per_second, settings.conn_rate_burst)
     while not conn.closed:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
             return
+        gw.frames.mark()
+        allowed = bucket.take()
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
@@ -186,7 +267,10 @@ async def _read_loop(
         try:
             frame = frames.parse(raw)
         except frames.FrameError as exc:
-            conn.send(frames.reply_error(exc.request_id, exc.error))
+            conn.send(frames.reply_error(exc.request_id, exc.error if allowed else _LIMITED))
+            continue
+        if not allowed:
+            conn.send(frames.reply_error(frame.id, _LIMITED))
             continue
         if gw.dispatcher.immediate(conn, frame):
             continue
@@ -198,9 +282,21 @@ async def _read_loop(
             )
             continue
         conn.inflight += 1
-        task = asyncio.create_task(gw.dispatcher.handle(conn, frame))
+        task = asyncio.create_task(_command(gw, conn, frame))
         tasks.add(task)
         task.add_done_callback(lambda t: (tasks.discard(t), _done(conn)))
+
+
+_LIMITED = ServiceError(ErrorCode.RATE_LIMITED, "Too many frames; slow down.")
+
+
+async def _command(gw: GatewayState, conn: Connection, frame: frames.Frame) -> None:
+    """A command for a service, within the user's rate across all their sockets."""
+    assert gw.user_limiter is not None
+    if not await gw.user_limiter.take(conn.user.id):
+        conn.send(frames.reply_error(frame.id, _LIMITED))
+        return
+    await gw.dispatcher.handle(conn, frame)
 
 
 def _done(conn: Connection) -> None:

@@ -11,7 +11,13 @@ from pydantic import ValidationError
 
 from services.common import bus
 from services.common.contracts import subjects
-from services.common.contracts.commands import GATEWAY_COMMANDS, ROUTES, Route, TimePing
+from services.common.contracts.commands import (
+    GATEWAY_COMMANDS,
+    ROUTES,
+    SNAPSHOT_CHAT_MESSAGES,
+    Route,
+    TimePing,
+)
 from services.common.contracts.envelope import DisconnectNotice
 from services.common.contracts.errors import ErrorCode, ServiceError
 
@@ -100,20 +106,34 @@ class Dispatcher:
         try:
             rooms_part = _unwrap(await self._request(conn, frame, route))
             queue_part = _unwrap(await self._request(conn, frame, ROUTES["queue.load"], {}))
+            chat_part = _unwrap(
+                await self._request(
+                    conn, frame, ROUTES["chat.history"], {"limit": SNAPSHOT_CHAT_MESSAGES}
+                )
+            )
         except BaseException:
             conn.release(room)
             if joining and room not in conn.rooms:
                 await self.hub.remove(conn, room)
             raise
-        versions = {**rooms_part.pop("versions"), **queue_part["versions"], "chat": 0}
+        versions = {
+            **rooms_part.pop("versions"),
+            **queue_part["versions"],
+            **chat_part["versions"],
+        }
+        # Each part says which room version it was read at. Every event after the earliest
+        # read reaches this channel (it subscribed first), so the room's sequence continues
+        # from there; events the later parts already include are skipped by the client's
+        # per-part versions.
+        read_at = min(part.pop("seq") for part in (rooms_part, queue_part, chat_part))
         snapshot = {
             **rooms_part,
             "queue": queue_part["queue"],
-            "chat": [],
+            "chat": chat_part["messages"][::-1],  # history is newest first; chat reads down
             "versions": versions,
             "v": max(versions.values()),
         }
-        channel.settle(snapshot["v"])
+        channel.settle(read_at)
         conn.rooms.add(room)
         conn.send(frames.reply_ok(frame.id, snapshot))
         conn.release(room)

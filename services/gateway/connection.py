@@ -58,6 +58,7 @@ def _find_transport(send: object, depth: int = 6) -> Any:
 class Connection:
     __slots__ = (
         "_closer",
+        "_closing",
         "_holding",
         "_queue",
         "_queued_bytes",
@@ -91,6 +92,8 @@ class Connection:
         # Rooms whose events wait until this socket has its snapshot (join / room.sync).
         self._holding: dict[str, list[str]] = {}
         self._closer: asyncio.Task[None] | None = None
+        # (code, reason) to close with once the buffer is written (a graceful drain).
+        self._closing: tuple[int, str] | None = None
 
     def send(self, text: str) -> None:
         if self.closed:
@@ -130,6 +133,13 @@ class Connection:
         # Keep a reference: the loop holds tasks weakly, and this one may wait seconds.
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
+    def close_after_flush(self, code: int, reason: str) -> None:
+        """Close once what is buffered (e.g. a `reconnect` frame) has been written."""
+        if self.closed:
+            return
+        self._closing = (code, reason)
+        self._wakeup.set()
+
     async def _close(self, code: int, reason: str) -> None:
         """Send a close frame; a client that reads nothing cannot receive it, so after
         CLOSE_WAIT_S the TCP connection is cut and its buffers freed."""
@@ -147,3 +157,5 @@ class Connection:
                 text = self._queue.popleft()
                 self._queued_bytes -= len(text)
                 await self.ws.send_text(text)
+            if self._closing is not None and not self._queue:
+                self.drop(*self._closing)

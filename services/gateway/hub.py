@@ -14,7 +14,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from services.common.contracts import subjects
+from services.common.contracts import events, subjects
+from services.common.stats import RateMeter
 
 from .connection import Connection
 
@@ -96,6 +97,7 @@ class Hub:
         self.reorder_wait_s = reorder_wait_s
         self.channels: dict[str, RoomChannel] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self.events = RateMeter()  # room events received per second, for GET /api/stats
 
     async def add(self, conn: Connection, code: str) -> RoomChannel:
         """Add a socket to a room's channel, subscribing first if it is the first one."""
@@ -128,6 +130,7 @@ class Hub:
 
     def _callback(self, channel: RoomChannel):  # type: ignore[no-untyped-def]
         async def on_msg(msg: Msg) -> None:
+            self.events.mark()
             try:
                 v = orjson.loads(msg.data)["v"]
                 channel.on_event(int(v), msg.data.decode())
@@ -153,3 +156,15 @@ class Hub:
     @property
     def room_count(self) -> int:
         return len(self.channels)
+
+    def ask_resync(self) -> int:
+        """After the bus came back: events published while this gateway was cut off are
+        lost, and a room may have no later event to show the gap, so every local member is
+        told to fetch a snapshot (`resync`); returns the frames sent."""
+        sent = 0
+        for code, channel in self.channels.items():
+            frame = events.resync(code)
+            for conn in channel.members:
+                conn.send(frame)
+                sent += 1
+        return sent

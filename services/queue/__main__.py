@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.common import runtime
+from services.common import runtime, stats
 
 from .handlers import build_router
 from .service import QueueService
@@ -14,7 +14,13 @@ async def main(stop: asyncio.Event) -> None:
     async with runtime.lifespan(settings, "queue") as res:
         assert res.engine is not None
         service = QueueService(res.engine, res.nc, settings.max_queue_length)
-        await build_router(service).serve(res.nc, settings.max_inflight)
+        router = build_router(service)
+        await router.serve(res.nc, settings.max_inflight)
+
+        async def figures() -> tuple[dict[str, float], dict[str, float]]:
+            return {"messages_per_s": router.meter.per_second()}, {}
+
+        await stats.serve(res.nc, "queue", stats.instance_id(), figures)
         await stop.wait()
 
 

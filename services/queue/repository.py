@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common import sequencer
 from services.common.contracts.models import QueueEntry
 
 from .models import QueueEntryRow, QueueRoom
@@ -37,6 +38,18 @@ async def queued(conn: AsyncConnection, room: str) -> list[Any]:
 async def count_queued(conn: AsyncConnection, room: str) -> int:
     stmt = select(func.count()).where(_entries.c.room == room, _entries.c.state == "queued")
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def count_queued_in(conn: AsyncConnection, rooms: list[str]) -> dict[str, int]:
+    """`count_queued` for many rooms in one query; rooms with nothing queued are absent."""
+    if not rooms:
+        return {}
+    stmt = (
+        select(_entries.c.room, func.count())
+        .where(_entries.c.room.in_(rooms), _entries.c.state == "queued")
+        .group_by(_entries.c.room)
+    )
+    return {room: int(n) for room, n in await conn.execute(stmt)}
 
 
 async def get_entry(conn: AsyncConnection, room: str, entry_id: str) -> Any | None:
@@ -77,3 +90,27 @@ async def save_room(
         .where(_rooms.c.room == room)
         .values(current_entry_id=current_entry_id, queue_v=queue_v)
     )
+
+
+# -- upkeep (the janitor asks) ------------------------------------------------------------
+
+
+async def purge_finished(conn: AsyncConnection, before_ms: int, limit: int) -> int:
+    """Played and removed entries added before `before_ms`; queued and current ones stay."""
+    oldest = (
+        select(_entries.c.id)
+        .where(_entries.c.state.in_(("done", "removed")), _entries.c.created_at_ms < before_ms)
+        .order_by(_entries.c.created_at_ms)
+        .limit(limit)
+    )
+    result = await conn.execute(delete(_entries).where(_entries.c.id.in_(oldest)))
+    return result.rowcount or 0
+
+
+async def purge_orphans(conn: AsyncConnection, limit: int) -> int:
+    """Entries and queue state of rooms that rooms closed (no room sequence any more)."""
+    orphans = select(_entries.c.id).where(sequencer.orphan_rooms(_entries.c.room)).limit(limit)
+    deleted = (await conn.execute(delete(_entries).where(_entries.c.id.in_(orphans)))).rowcount
+    rooms = select(_rooms.c.room).where(sequencer.orphan_rooms(_rooms.c.room)).limit(limit)
+    deleted += (await conn.execute(delete(_rooms).where(_rooms.c.room.in_(rooms)))).rowcount
+    return deleted or 0

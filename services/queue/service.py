@@ -1,5 +1,10 @@
-"""The queue service's rules: add, remove, move, load, and the next entry on advance."""
+"""The queue service's rules: add, remove, move, shuffle, load, and the next entry on advance.
 
+Who may do what is decided by rooms, which owns roles and the permission matrix: every
+command asks `st.rooms.cmd.access` with its name and refuses what rooms refuses.
+"""
+
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +22,8 @@ from services.common.contracts.envelope import (
     AdvanceReply,
     AdvanceRequest,
     CommandEnvelope,
+    QueueLengthsQuery,
+    QueueLengthsReply,
 )
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
@@ -27,18 +34,6 @@ from services.common.keyedlocks import KeyedLocks
 from . import repository as repo
 from .models import QueueCommand
 from .videoid import video_id_from
-
-
-def _can_control(access: AccessReply, user: UserRef) -> bool:
-    """The room's control mode also decides who reorders and removes others' entries."""
-    if user.admin:
-        return True
-    mode = access.settings.control_mode
-    if mode == "any":
-        return access.member
-    if mode == "operators":
-        return access.role in ("owner", "operator")
-    return access.role == "owner"
 
 
 class QueueTx:
@@ -76,16 +71,20 @@ class QueueService:
         self.commands = CommandLog(QueueCommand.__table__)
         self._locks = KeyedLocks()
 
-    async def _access(self, room: str, user: UserRef) -> AccessReply:
+    async def _access(self, room: str, user: UserRef, command: str) -> AccessReply:
+        """Rooms' answer for `command`; raises its refusal. `queue.remove` is the exception:
+        its refusal is about others' entries, so the caller decides with the entry in hand."""
         reply = await bus.request(
             self.nc,
             subjects.command("rooms", "access"),
-            AccessQuery(room=room, user_id=user.id),
+            AccessQuery(room=room, user_id=user.id, command=command, admin=user.admin),
             timeout_s=2.0,
         )
         access = AccessReply.model_validate(reply)
-        if not access.member and not user.admin:
-            raise ServiceError(ErrorCode.NOT_MEMBER)
+        if access.denied is ErrorCode.NOT_MEMBER or (
+            access.denied is not None and command != "queue.remove"
+        ):
+            raise ServiceError(access.denied)
         return access
 
     async def _in_queue(
@@ -122,12 +121,20 @@ class QueueService:
     async def add(self, env: CommandEnvelope, data: QueueAdd) -> dict[str, Any]:
         room = _room(env)
         video_id = video_id_from(data.video_id, data.url)
-        await self._access(room, env.user)
+        access = await self._access(room, env.user, "queue.add")
+        # The room's per-user cap stops one member flooding the queue; whoever runs the room
+        # is trusted with it.
+        cap = access.settings.queue_limit_per_user
+        capped = cap > 0 and access.role == "member" and not env.user.admin
 
         async def body(tx: QueueTx) -> dict[str, Any]:
             entries = await tx.entries()
             if len(entries) >= self.max_length:
                 raise ServiceError(ErrorCode.QUEUE_FULL)
+            if capped and sum(1 for e in entries if e.added_by == env.user.id) >= cap:
+                raise ServiceError(
+                    ErrorCode.USER_QUEUE_FULL, f"This room allows {cap} queued entries each."
+                )
             entry_id = uuid.uuid4().hex
             await repo.insert_entry(
                 tx.conn,
@@ -154,14 +161,14 @@ class QueueService:
 
     async def remove(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
         room = _room(env)
-        access = await self._access(room, env.user)
+        access = await self._access(room, env.user, "queue.remove")
 
         async def body(tx: QueueTx) -> dict[str, Any]:
             row = await repo.get_entry(tx.conn, room, data.entry_id)
             if row is None or row.state != "queued":
                 raise ServiceError(ErrorCode.NOT_FOUND, "No such entry in the queue.")
-            if row.added_by != env.user.id and not _can_control(access, env.user):
-                raise ServiceError(ErrorCode.FORBIDDEN, "You may remove only your own entries.")
+            if row.added_by != env.user.id and access.denied is not None:
+                raise ServiceError(access.denied, "You may remove only your own entries.")
             await repo.set_state(tx.conn, row.id, "removed")
             tx.changed = True
             return {}
@@ -170,9 +177,7 @@ class QueueService:
 
     async def move(self, env: CommandEnvelope, data: QueueMove) -> dict[str, Any]:
         room = _room(env)
-        access = await self._access(room, env.user)
-        if not _can_control(access, env.user):
-            raise ServiceError(ErrorCode.FORBIDDEN, "The room's control mode does not let you.")
+        await self._access(room, env.user, "queue.move")
 
         async def body(tx: QueueTx) -> dict[str, Any]:
             ids = [r.id for r in await tx.entries()]
@@ -186,13 +191,31 @@ class QueueService:
 
         return await self._in_queue(env, room, "move", body)
 
+    async def shuffle(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        room = _room(env)
+        await self._access(room, env.user, "queue.shuffle")
+
+        async def body(tx: QueueTx) -> dict[str, Any]:
+            ids = [r.id for r in await tx.entries()]
+            if len(ids) > 1:
+                random.shuffle(ids)  # not a secret: the default generator is fine
+                await repo.renumber(tx.conn, ids)
+                tx.changed = True
+            return {}
+
+        return await self._in_queue(env, room, "shuffle", body)
+
     async def load(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         room = _room(env)
-        await self._access(room, env.user)
+        await self._access(room, env.user, "queue.load")
         async with self.engine.connect() as conn:
+            # The room's version first: the queue read after it includes every change up
+            # to it (see the gateway's snapshot composition).
+            seq = await sequencer.current(conn, room) or 0
             state = await repo.room_state(conn, room)
             rows = await repo.queued(conn, room)
         return {
+            "seq": seq,
             "queue": [repo.to_contract(r).model_dump() for r in rows],
             "versions": {"queue": state.queue_v if state else 0},
         }
@@ -218,6 +241,12 @@ class QueueService:
 
         reply = await self._in_queue(None, request.room, "advance", body)
         return AdvanceReply.model_validate(reply)
+
+    async def lengths(self, query: QueueLengthsQuery) -> QueueLengthsReply:
+        """Entries waiting per room, for rooms' admin overview (no access check: only
+        services may ask, and rooms has checked the admin)."""
+        async with self.engine.connect() as conn:
+            return QueueLengthsReply(lengths=await repo.count_queued_in(conn, query.rooms))
 
 
 def _room(env: CommandEnvelope) -> str:

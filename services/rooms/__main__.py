@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.common import runtime
+from services.common import runtime, stats
 
 from .handlers import build_router
 from .playback import Timing
@@ -14,9 +14,19 @@ async def main(stop: asyncio.Event) -> None:
     settings = RoomsSettings()
     async with runtime.lifespan(settings, "rooms") as res:
         assert res.engine is not None
-        timing = Timing(settings.playback_start_buffer_ms, settings.playback_start_timeout_ms)
+        timing = Timing(
+            settings.playback_start_buffer_ms,
+            settings.playback_start_timeout_ms,
+            settings.ad_max_wait_ms,
+        )
         service = RoomsService(res.engine, res.nc, timing)
-        await build_router(service).serve(res.nc, settings.max_inflight)
+        router = build_router(service)
+        await router.serve(res.nc, settings.max_inflight)
+
+        async def figures() -> tuple[dict[str, float], dict[str, float]]:
+            return {"messages_per_s": router.meter.per_second()}, await service.figures()
+
+        await stats.serve(res.nc, "rooms", stats.instance_id(), figures)
         sweeper = asyncio.create_task(service.sweep(stop, settings.deadline_sweep_interval_s))
         await stop.wait()
         service.close()

@@ -4,20 +4,39 @@ from typing import Any
 
 from services.common.bus import CommandRouter
 from services.common.contracts.commands import (
+    AdminRoomsQuery,
+    AdReport,
+    AuditQuery,
+    BanChange,
     EntryRef,
     Join,
     NoData,
+    RateChange,
+    RoleChange,
     RoomCreate,
     Seek,
     SettingsUpdate,
+    TargetUser,
 )
-from services.common.contracts.envelope import AccessQuery, CommandEnvelope, DisconnectNotice
+from services.common.contracts.envelope import (
+    AccessQuery,
+    CloseIdleRooms,
+    CommandEnvelope,
+    DirectoryQuery,
+    DisconnectNotice,
+    PresenceSweep,
+    RetentionRequest,
+)
 
+from .admin import AdminView
+from .moderation import Moderation
 from .service import RoomsService
+from .upkeep import Upkeep
 
 
 def build_router(service: RoomsService) -> CommandRouter:
     router = CommandRouter("rooms")
+    moderation = Moderation(service)
 
     @router.command("create", RoomCreate)
     async def create(env: CommandEnvelope, data: RoomCreate) -> Any:
@@ -50,8 +69,19 @@ def build_router(service: RoomsService) -> CommandRouter:
         "pause": service.pause,
         "restart": service.restart,
         "skip": service.skip,
+        "skip_vote": service.skip_vote,
     }.items():
         router.command(name, NoData)(method)
+
+    router.command("rate", RateChange)(service.rate)
+    router.command("ad_start", AdReport)(service.ad_start)
+    router.command("ad_end", AdReport)(service.ad_end)
+    router.command("role", RoleChange)(moderation.set_role)
+    router.command("transfer", TargetUser)(moderation.transfer)
+    router.command("kick", TargetUser)(moderation.kick)
+    router.command("ban", BanChange)(moderation.ban)
+    router.command("audit", AuditQuery)(moderation.audit)
+    router.command("admin_rooms", AdminRoomsQuery)(AdminView(service).overview)
 
     # Service to service: the envelope's data carries the request model.
     @router.command("access", AccessQuery, internal=True)
@@ -61,5 +91,28 @@ def build_router(service: RoomsService) -> CommandRouter:
     @router.command("disconnect", DisconnectNotice, internal=True)
     async def disconnect(_env: CommandEnvelope, notice: DisconnectNotice) -> Any:
         return await service.disconnect(notice)
+
+    @router.command("directory", DirectoryQuery, internal=True)
+    async def directory(_env: CommandEnvelope, query: DirectoryQuery) -> Any:
+        return await service.directory(query)
+
+    # The janitor's jobs (services/janitor/jobs.py).
+    upkeep = Upkeep(service)
+
+    @router.command("presence_gateways", NoData, internal=True)
+    async def presence_gateways(_env: CommandEnvelope, _data: NoData) -> Any:
+        return await upkeep.gateways()
+
+    @router.command("presence_sweep", PresenceSweep, internal=True)
+    async def presence_sweep(_env: CommandEnvelope, request: PresenceSweep) -> Any:
+        return await upkeep.sweep(request)
+
+    @router.command("close_idle", CloseIdleRooms, internal=True)
+    async def close_idle(_env: CommandEnvelope, request: CloseIdleRooms) -> Any:
+        return await upkeep.close_idle(request)
+
+    @router.command("retention", RetentionRequest, internal=True)
+    async def retention(_env: CommandEnvelope, request: RetentionRequest) -> Any:
+        return await upkeep.retention(request)
 
     return router

@@ -3,17 +3,28 @@
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.contracts.models import Member, RoomInfo, RoomSettings
+from services.common import sequencer
+from services.common.contracts.models import (
+    AuditEntry,
+    Member,
+    NowPlaying,
+    PublicRoom,
+    RoomAuditEntry,
+    RoomInfo,
+    RoomSettings,
+)
+from services.common.jsonutil import now_ms
 
-from .models import Membership, Room, RoomSession
+from .models import Membership, Room, RoomAudit, RoomSession
 from .playback import PlaybackState
 
 _rooms = Room.__table__
 _members = Membership.__table__
 _sessions = RoomSession.__table__
+_audit = RoomAudit.__table__
 
 
 async def insert_room(conn: AsyncConnection, **values: Any) -> None:
@@ -41,6 +52,8 @@ def settings_of(row: Any) -> RoomSettings:
         control_mode=row.control_mode,
         ad_sync=row.ad_sync,
         auto_advance=row.auto_advance,
+        vote_skip_ratio=row.vote_skip_ratio,
+        queue_limit_per_user=row.queue_limit_per_user,
     )
 
 
@@ -56,6 +69,8 @@ def playback_of(row: Any) -> PlaybackState:
         rate=row.rate,
         ready=frozenset(orjson.loads(row.ready_conns)),
         deadline_ms=row.deadline_ms,
+        ads=frozenset(orjson.loads(row.ad_conns)),
+        votes=frozenset(orjson.loads(row.skip_votes)),
     )
 
 
@@ -74,6 +89,8 @@ async def save_playback(conn: AsyncConnection, code: str, state: PlaybackState, 
             rate=state.rate,
             ready_conns=orjson.dumps(sorted(state.ready)).decode(),
             deadline_ms=state.deadline_ms,
+            ad_conns=orjson.dumps(sorted(state.ads)).decode(),
+            skip_votes=orjson.dumps(sorted(state.votes)).decode(),
             playback_v=v,
         )
     )
@@ -110,15 +127,22 @@ async def rename_member(conn: AsyncConnection, room: str, user_id: str, name: st
 
 
 async def list_members(conn: AsyncConnection, room: str) -> list[Member]:
-    """Members who are online or hold a role above member (so owners stay listed)."""
+    """Members who are online, away (their sockets dropped a moment ago) or hold a role
+    above member (so owners stay listed)."""
     sessions = (
         await conn.execute(
-            select(_sessions.c.user_id, _sessions.c.player).where(_sessions.c.room == room)
+            select(_sessions.c.user_id, _sessions.c.player, _sessions.c.away_since_ms).where(
+                _sessions.c.room == room
+            )
         )
     ).all()
     online: dict[str, bool] = {}
+    away: set[str] = set()
     for s in sessions:
-        online[s.user_id] = online.get(s.user_id, False) or s.player
+        if s.away_since_ms is None:
+            online[s.user_id] = online.get(s.user_id, False) or s.player
+        else:
+            away.add(s.user_id)
     rows = (
         await conn.execute(
             select(_members)
@@ -133,9 +157,10 @@ async def list_members(conn: AsyncConnection, room: str) -> list[Member]:
             role=r.role,
             online=r.user_id in online,
             player=online.get(r.user_id, False),
+            away=r.user_id in away and r.user_id not in online,
         )
         for r in rows
-        if r.user_id in online or r.role != "member"
+        if r.user_id in online or r.user_id in away or r.role != "member"
     ]
 
 
@@ -161,7 +186,13 @@ async def add_session(
             room=room, conn=conn_id, user_id=user_id, player=player, at_ms=at_ms
         )
     )
+    await _touch(conn, room, at_ms)
     return True
+
+
+async def _touch(conn: AsyncConnection, room: str, at_ms: int) -> None:
+    """A socket came or went: the room is not idle (see `idle_rooms`)."""
+    await conn.execute(update(_rooms).where(_rooms.c.code == room).values(last_active_ms=at_ms))
 
 
 async def remove_sessions(
@@ -172,14 +203,157 @@ async def remove_sessions(
         stmt = stmt.where(_sessions.c.conn == conn_id)
     if user_id is not None:
         stmt = stmt.where(_sessions.c.user_id == user_id)
-    return (await conn.execute(stmt)).rowcount or 0
+    removed = (await conn.execute(stmt)).rowcount or 0
+    if removed:
+        await _touch(conn, room, now_ms())
+    return removed
 
 
 async def players(conn: AsyncConnection, room: str) -> frozenset[str]:
+    """Live player sockets: an away one holds up no start."""
     rows = await conn.execute(
-        select(_sessions.c.conn).where(_sessions.c.room == room, _sessions.c.player.is_(True))
+        select(_sessions.c.conn).where(
+            _sessions.c.room == room,
+            _sessions.c.player.is_(True),
+            _sessions.c.away_since_ms.is_(None),
+        )
     )
     return frozenset(r.conn for r in rows)
+
+
+# -- presence -----------------------------------------------------------------------------
+
+
+async def mark_away(conn: AsyncConnection, room: str, conn_ids: list[str], at_ms: int) -> int:
+    """These sockets are gone but their members keep their place for now."""
+    if not conn_ids:
+        return 0
+    result = await conn.execute(
+        update(_sessions)
+        .where(
+            _sessions.c.room == room,
+            _sessions.c.conn.in_(conn_ids),
+            _sessions.c.away_since_ms.is_(None),
+        )
+        .values(away_since_ms=at_ms)
+    )
+    return result.rowcount or 0
+
+
+async def clear_away(conn: AsyncConnection, room: str, user_id: str) -> int:
+    """The member is back on a new socket: their away sessions are superseded."""
+    result = await conn.execute(
+        delete(_sessions).where(
+            _sessions.c.room == room,
+            _sessions.c.user_id == user_id,
+            _sessions.c.away_since_ms.is_not(None),
+        )
+    )
+    return result.rowcount or 0
+
+
+async def live_session_conns(conn: AsyncConnection) -> list[str]:
+    """Connection ids of every live session (the gateway is their prefix)."""
+    rows = await conn.execute(
+        select(_sessions.c.conn).where(_sessions.c.away_since_ms.is_(None)).distinct()
+    )
+    return [r.conn for r in rows]
+
+
+async def live_sessions_of_gateway(
+    conn: AsyncConnection, gateway_id: str, limit: int
+) -> list[tuple[str, str]]:
+    """(room, conn) of the live sessions a gateway holds; `conn` is `<gateway id>:<n>`."""
+    prefix = gateway_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = await conn.execute(
+        select(_sessions.c.room, _sessions.c.conn)
+        .where(
+            _sessions.c.conn.like(prefix + ":%", escape="\\"),
+            _sessions.c.away_since_ms.is_(None),
+        )
+        .limit(limit)
+    )
+    return [(r.room, r.conn) for r in rows]
+
+
+async def expired_away(conn: AsyncConnection, before_ms: int, limit: int) -> list[tuple[str, str]]:
+    rows = await conn.execute(
+        select(_sessions.c.room, _sessions.c.conn)
+        .where(_sessions.c.away_since_ms < before_ms)
+        .order_by(_sessions.c.away_since_ms)
+        .limit(limit)
+    )
+    return [(r.room, r.conn) for r in rows]
+
+
+async def remove_expired_away(
+    conn: AsyncConnection, room: str, conn_ids: list[str], before_ms: int
+) -> int:
+    """Remove these away sessions if they are still away since before `before_ms` (a
+    concurrent sweep or a re-join may have settled them already)."""
+    result = await conn.execute(
+        delete(_sessions).where(
+            _sessions.c.room == room,
+            _sessions.c.conn.in_(conn_ids),
+            _sessions.c.away_since_ms < before_ms,
+        )
+    )
+    removed = result.rowcount or 0
+    if removed:
+        await _touch(conn, room, now_ms())
+    return removed
+
+
+# -- room lifecycle -----------------------------------------------------------------------
+
+
+def _idle_since() -> Any:
+    return func.coalesce(_rooms.c.last_active_ms, _rooms.c.created_at_ms)
+
+
+async def idle_rooms(conn: AsyncConnection, empty_before_ms: int, limit: int) -> list[str]:
+    """Rooms without any session (live or away) whose last socket came or went (or that were
+    created) before `empty_before_ms`."""
+    has_session = select(_sessions.c.room).where(_sessions.c.room == _rooms.c.code).exists()
+    rows = await conn.execute(
+        select(_rooms.c.code)
+        .where(_idle_since() < empty_before_ms, ~has_session)
+        .order_by(_idle_since())
+        .limit(limit)
+    )
+    return [r.code for r in rows]
+
+
+async def is_idle(conn: AsyncConnection, code: str, empty_before_ms: int) -> bool:
+    """`idle_rooms`' test for one room, under its lock."""
+    row = (
+        await conn.execute(select(_idle_since().label("since")).where(_rooms.c.code == code))
+    ).first()
+    if row is None or row.since >= empty_before_ms:
+        return False
+    sessions = await conn.execute(select(_sessions.c.conn).where(_sessions.c.room == code))
+    return sessions.first() is None
+
+
+async def delete_room(conn: AsyncConnection, code: str) -> None:
+    """Everything rooms keeps about a room, and its event sequence: queue and chat rows of a
+    room without a sequence are orphans, purged by their own services."""
+    for table, column in (
+        (_sessions, _sessions.c.room),
+        (_members, _members.c.room),
+        (_audit, _audit.c.room),
+        (_rooms, _rooms.c.code),
+    ):
+        await conn.execute(delete(table).where(column == code))
+    await sequencer.delete(conn, code)
+
+
+async def purge_audit(conn: AsyncConnection, before_ms: int, limit: int) -> int:
+    oldest = (
+        select(_audit.c.id).where(_audit.c.at_ms < before_ms).order_by(_audit.c.id).limit(limit)
+    )
+    result = await conn.execute(delete(_audit).where(_audit.c.id.in_(oldest)))
+    return result.rowcount or 0
 
 
 async def due_rooms(conn: AsyncConnection, now_ms: int, limit: int = 200) -> list[str]:
@@ -189,3 +363,210 @@ async def due_rooms(conn: AsyncConnection, now_ms: int, limit: int = 200) -> lis
         .limit(limit)
     )
     return [r.code for r in rows]
+
+
+async def sessions_of(conn: AsyncConnection, room: str, user_id: str) -> list[str]:
+    rows = await conn.execute(
+        select(_sessions.c.conn).where(_sessions.c.room == room, _sessions.c.user_id == user_id)
+    )
+    return sorted(r.conn for r in rows)
+
+
+async def online_users(conn: AsyncConnection, room: str) -> int:
+    stmt = select(func.count(func.distinct(_sessions.c.user_id))).where(
+        _sessions.c.room == room, _sessions.c.away_since_ms.is_(None)
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+# -- roles and moderation -----------------------------------------------------------------
+
+
+async def set_owner(conn: AsyncConnection, code: str, user_id: str) -> None:
+    await conn.execute(update(_rooms).where(_rooms.c.code == code).values(owner_id=user_id))
+
+
+async def set_role(conn: AsyncConnection, room: str, user_id: str, role: str) -> None:
+    await conn.execute(
+        update(_members)
+        .where(_members.c.room == room, _members.c.user_id == user_id)
+        .values(role=role)
+    )
+
+
+async def set_banned(conn: AsyncConnection, room: str, user_id: str, banned: bool) -> None:
+    """A ban also takes any role away; lifting it leaves a plain member who may rejoin."""
+    await conn.execute(
+        update(_members)
+        .where(_members.c.room == room, _members.c.user_id == user_id)
+        .values(banned=banned, role="member")
+    )
+
+
+async def delete_membership(conn: AsyncConnection, room: str, user_id: str) -> None:
+    await conn.execute(
+        delete(_members).where(_members.c.room == room, _members.c.user_id == user_id)
+    )
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+async def insert_audit(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(_audit.insert().values(**values))
+
+
+async def list_audit(
+    conn: AsyncConnection, room: str, limit: int, before_id: int | None = None
+) -> list[AuditEntry]:
+    stmt = select(_audit).where(_audit.c.room == room)
+    if before_id is not None:
+        stmt = stmt.where(_audit.c.id < before_id)
+    rows = await conn.execute(stmt.order_by(_audit.c.id.desc()).limit(limit))
+    return [
+        AuditEntry(
+            id=r.id,
+            at_ms=r.at_ms,
+            action=r.action,
+            user_id=r.user_id,
+            name=r.name,
+            target_id=r.target_id,
+            detail=orjson.loads(r.detail),
+        )
+        for r in rows
+    ]
+
+
+# -- directory and figures ----------------------------------------------------------------
+
+
+async def public_rooms(conn: AsyncConnection, limit: int, offset: int) -> list[PublicRoom]:
+    """Public rooms with someone online, the busiest first."""
+    online = func.count(func.distinct(_sessions.c.user_id)).label("online")
+    rows = await conn.execute(
+        select(
+            _rooms.c.code,
+            _rooms.c.name,
+            _rooms.c.status,
+            _rooms.c.video_id,
+            _rooms.c.title,
+            online,
+        )
+        .join(_sessions, _sessions.c.room == _rooms.c.code)
+        .where(_rooms.c.visibility == "public", _sessions.c.away_since_ms.is_(None))
+        .group_by(_rooms.c.code, _rooms.c.name, _rooms.c.status, _rooms.c.video_id, _rooms.c.title)
+        .order_by(online.desc(), _rooms.c.code)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        PublicRoom(
+            code=r.code,
+            name=r.name,
+            members_online=r.online,
+            now_playing=NowPlaying(status=r.status, video_id=r.video_id, title=r.title),
+        )
+        for r in rows
+    ]
+
+
+async def figures(conn: AsyncConnection) -> dict[str, float]:
+    """Totals for GET /api/stats: rooms, rooms with someone online, users online, sockets."""
+    rooms_total = (await conn.execute(select(func.count()).select_from(_rooms))).scalar_one()
+    is_live = _sessions.c.away_since_ms.is_(None)
+    live = (
+        await conn.execute(select(func.count(func.distinct(_sessions.c.room))).where(is_live))
+    ).scalar_one()
+    users = (
+        await conn.execute(select(func.count(func.distinct(_sessions.c.user_id))).where(is_live))
+    ).scalar_one()
+    sessions = (
+        await conn.execute(select(func.count()).select_from(_sessions).where(is_live))
+    ).scalar_one()
+    return {
+        "rooms": float(live),
+        "rooms_total": float(rooms_total),
+        "users_online": float(users),
+        "sessions": float(sessions),
+    }
+
+
+# -- the admin dashboard ------------------------------------------------------------------
+
+
+async def live_rooms(conn: AsyncConnection, limit: int) -> list[tuple[Any, int]]:
+    """Every room with someone online, public or private, the busiest first: (row, online)."""
+    online = func.count(func.distinct(_sessions.c.user_id)).label("online")
+    busiest = (
+        select(_sessions.c.room, online)
+        .where(_sessions.c.away_since_ms.is_(None))
+        .group_by(_sessions.c.room)
+        .order_by(online.desc(), _sessions.c.room)
+        .limit(limit)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(_rooms, busiest.c.online)
+        .join(busiest, busiest.c.room == _rooms.c.code)
+        .order_by(busiest.c.online.desc(), _rooms.c.code)
+    )
+    return [(r, int(r.online)) for r in rows]
+
+
+async def members_of(conn: AsyncConnection, rooms: list[str]) -> dict[str, list[Member]]:
+    """`list_members` for many rooms in two queries."""
+    if not rooms:
+        return {}
+    online: dict[tuple[str, str], bool] = {}
+    away: set[tuple[str, str]] = set()
+    sessions = await conn.execute(
+        select(
+            _sessions.c.room, _sessions.c.user_id, _sessions.c.player, _sessions.c.away_since_ms
+        ).where(_sessions.c.room.in_(rooms))
+    )
+    for s in sessions:
+        key = (s.room, s.user_id)
+        if s.away_since_ms is None:
+            online[key] = online.get(key, False) or s.player
+        else:
+            away.add(key)
+    rows = await conn.execute(
+        select(_members)
+        .where(_members.c.room.in_(rooms), _members.c.banned.is_(False))
+        .order_by(_members.c.room, _members.c.joined_at_ms, _members.c.user_id)
+    )
+    found: dict[str, list[Member]] = {code: [] for code in rooms}
+    for r in rows:
+        key = (r.room, r.user_id)
+        if key in online or key in away or r.role != "member":
+            found[r.room].append(
+                Member(
+                    user_id=r.user_id,
+                    name=r.name,
+                    role=r.role,
+                    online=key in online,
+                    player=online.get(key, False),
+                    away=key in away and key not in online,
+                )
+            )
+    return found
+
+
+async def recent_audit(conn: AsyncConnection, limit: int) -> list[RoomAuditEntry]:
+    """The newest audit entries of every room."""
+    if limit <= 0:
+        return []
+    rows = await conn.execute(select(_audit).order_by(_audit.c.id.desc()).limit(limit))
+    return [
+        RoomAuditEntry(
+            id=r.id,
+            room=r.room,
+            at_ms=r.at_ms,
+            action=r.action,
+            user_id=r.user_id,
+            name=r.name,
+            target_id=r.target_id,
+            detail=orjson.loads(r.detail),
+        )
+        for r in rows
+    ]

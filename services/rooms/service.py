@@ -12,13 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import bus, sequencer
 from services.common.contracts import subjects
-from services.common.contracts.commands import EntryRef, Join, RoomCreate, Seek, SettingsUpdate
+from services.common.contracts.commands import (
+    AdReport,
+    EntryRef,
+    Join,
+    RateChange,
+    RoomCreate,
+    Seek,
+    SettingsUpdate,
+)
 from services.common.contracts.envelope import (
     AccessQuery,
     AccessReply,
     AdvanceReply,
     AdvanceRequest,
     CommandEnvelope,
+    DirectoryQuery,
+    DirectoryReply,
     DisconnectNotice,
 )
 from services.common.contracts.errors import ErrorCode, ServiceError
@@ -30,7 +40,7 @@ from services.common.keyedlocks import KeyedLocks
 from . import playback as pb
 from . import repository as repo
 from .models import RoomsCommand
-from .permissions import can_change_settings, can_control
+from .permissions import Standing, decide, denied_message, role_of, standing_of
 from .transaction import Published, RoomTx
 
 log = logging.getLogger(__name__)
@@ -54,7 +64,7 @@ class RoomsService:
 
     # -- the one way a room changes ----------------------------------------------------
 
-    async def _in_room(
+    async def in_room(
         self, env: CommandEnvelope | None, code: str, command: str, body: TxBody
     ) -> Any:
         """Run `body` under the room's lock; publish its events after commit; remember the
@@ -131,13 +141,12 @@ class RoomsService:
         raise ServiceError(ErrorCode.INTERNAL)
 
     async def join(self, env: CommandEnvelope, data: Join) -> dict[str, Any]:
-        code, conn_id = _room(env), _conn(env)
+        code, conn_id = room_of(env), _conn(env)
 
         async def body(tx: RoomTx) -> dict[str, Any]:
             now = now_ms()
+            await self.authorize(tx, env.user, "join")
             membership = await repo.get_membership(tx.conn, code, env.user.id)
-            if membership is not None and membership.banned:
-                raise ServiceError(ErrorCode.FORBIDDEN, "You are banned from this room.")
             changed = False
             if membership is None:
                 role = "owner" if env.user.id == tx.row.owner_id else "member"
@@ -155,86 +164,136 @@ class RoomsService:
                 await repo.rename_member(tx.conn, code, env.user.id, env.user.name)
                 changed = True
             added = await repo.add_session(tx.conn, code, conn_id, env.user.id, data.player, now)
+            # Back within the presence timeout (a reconnect): the sockets that dropped are
+            # superseded, and the member keeps their place and role.
+            if await repo.clear_away(tx.conn, code, env.user.id):
+                changed = True
             if changed or added:
                 tx.members_changed()
+            if added:
+                await tx.audit(env.user, "join", detail={"player": data.player})
             await tx.commit()  # write first, so the snapshot below includes this join
             return await tx.snapshot_part()
 
         # A join is not remembered: joining again must return a fresh snapshot.
-        return await self._in_room(None, code, "join", body)
+        return await self.in_room(None, code, "join", body)
 
     async def leave(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        await self._drop_session(_room(env), conn_id=_conn(env))
+        await self._drop_session(room_of(env), conn_id=_conn(env))
         return {}
 
     async def disconnect(self, notice: DisconnectNotice) -> dict[str, Any]:
-        await self._drop_session(notice.room, conn_id=notice.conn)
+        """A socket dropped without `leave`: its member shows away (and holds up no start)
+        until they come back or the janitor's presence timeout removes the session."""
+        await self.mark_away(notice.room, [notice.conn])
         return {}
+
+    async def mark_away(self, code: str, conns: list[str]) -> int:
+        async def body(tx: RoomTx) -> int:
+            marked = await repo.mark_away(tx.conn, code, conns, now_ms())
+            if marked:
+                tx.members_changed()
+                await self.forget_conns(tx, conns)
+            return marked
+
+        try:
+            return int(await self.in_room(None, code, "away", body))
+        except ServiceError as exc:
+            if exc.code is ErrorCode.NOT_FOUND:
+                return 0  # the room was closed meanwhile
+            raise
 
     async def _drop_session(self, code: str, conn_id: str) -> None:
         async def body(tx: RoomTx) -> None:
             if await repo.remove_sessions(tx.conn, code, conn_id=conn_id):
                 tx.members_changed()
-                # A player who left no longer holds up a start.
-                tx.set_playback(
-                    pb.begin_if_ready(tx.playback, await tx.players(), now_ms(), self.timing)
-                )
+                await self.forget_conns(tx, [conn_id])
 
-        await self._in_room(None, code, "leave", body)
+        await self.in_room(None, code, "leave", body)
+
+    async def forget_conns(self, tx: RoomTx, conns: list[str]) -> None:
+        """Sockets left the room (their sessions are deleted): a player who left holds up no
+        start and no midroll."""
+        players = await tx.players()
+        state = tx.playback
+        for conn_id in conns:
+            state = pb.drop_player(state, conn_id, players, now_ms(), self.timing)
+        tx.set_playback(state)
 
     async def sync(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        code = _room(env)
+        code = room_of(env)
         async with self.engine.begin() as conn:
             tx = await RoomTx.open(conn, code)
-            if await tx.role_of(env.user) is None and not env.user.admin:
-                raise ServiceError(ErrorCode.NOT_MEMBER)
+            await self.authorize(tx, env.user, "room.sync")
             return await tx.snapshot_part()
 
     async def update_settings(self, env: CommandEnvelope, data: SettingsUpdate) -> dict[str, Any]:
         async def body(tx: RoomTx) -> dict[str, Any]:
-            if not can_change_settings(await tx.role_of(env.user), env.user.admin):
-                raise ServiceError(ErrorCode.FORBIDDEN, "Only the owner changes room settings.")
+            await self.authorize(tx, env.user, "room.settings")
             changes = data.model_dump(exclude_none=True)
+            policy_before = tx.settings.ad_sync
             tx.set_settings(tx.settings.model_copy(update=changes))
+            if tx.settings.ad_sync != policy_before:
+                tx.set_playback(
+                    pb.forget_ads(tx.playback, await tx.players(), now_ms(), self.timing)
+                )
+            await tx.audit(env.user, "room.settings", detail=changes)
             return {"settings": tx.settings.model_dump()}
 
-        return await self._in_room(env, _room(env), "settings", body)
+        return await self.in_room(env, room_of(env), "settings", body)
 
     async def access(self, query: AccessQuery) -> AccessReply:
+        """Another service asks about a user in a room, and whether `query.command` is
+        allowed for them: the matrix in permissions.py decides for the queue too."""
         async with self.engine.connect() as conn:
             row = await repo.get_room(conn, query.room)
             if row is None:
                 raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
             membership = await repo.get_membership(conn, query.room, query.user_id)
-        role = (
-            "owner" if query.user_id == row.owner_id else (membership.role if membership else None)
-        )
+        standing = standing_of(row.owner_id, query.user_id, membership)
+        settings = repo.settings_of(row)
+        denied = None
+        if query.command is not None:
+            try:
+                denied = decide(query.command, standing, settings.control_mode, query.admin)
+            except KeyError:
+                raise ServiceError(ErrorCode.BAD_REQUEST, "command: unknown") from None
         return AccessReply(
-            member=membership is not None and not membership.banned,
-            role=role,
-            banned=bool(membership and membership.banned),
-            settings=repo.settings_of(row),
+            member=role_of(standing) is not None,
+            role=role_of(standing),
+            banned=standing == "banned",
+            settings=settings,
+            denied=denied,
         )
+
+    async def authorize(self, tx: RoomTx, user: UserRef, command: str) -> Standing:
+        """The caller's standing, or the error the permission matrix gives for `command`."""
+        standing = await tx.standing_of(user.id)
+        denied = decide(command, standing, tx.settings.control_mode, user.admin)
+        if denied is not None:
+            message = denied_message(command) if denied is ErrorCode.FORBIDDEN else None
+            raise ServiceError(denied, message)
+        return standing
 
     # -- playback ----------------------------------------------------------------------
 
-    async def _control(self, env: CommandEnvelope, command: str, change: TxBody) -> dict[str, Any]:
+    async def _control(
+        self,
+        env: CommandEnvelope,
+        command: str,
+        change: TxBody,
+        detail: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         async def body(tx: RoomTx) -> dict[str, Any]:
-            await self._check_control(tx, env.user)
+            await self.authorize(tx, env.user, command)
             await change(tx)
+            await tx.audit(env.user, command, detail=detail)
             return {"playback": tx.playback.to_contract().model_dump()}
 
-        return await self._in_room(env, _room(env), command, body)
-
-    async def _check_control(self, tx: RoomTx, user: UserRef) -> None:
-        role = await tx.role_of(user)
-        if role is None and not user.admin:
-            raise ServiceError(ErrorCode.NOT_MEMBER)
-        if not can_control(role, tx.settings.control_mode, user.admin):
-            raise ServiceError(ErrorCode.FORBIDDEN, "The room's control mode does not let you.")
+        return await self.in_room(env, room_of(env), command, body)
 
     async def play(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        state = await self._peek(env)
+        state = await self._peek(env, "play")
         if state.status == "idle":
             return await self._advance(env, "play", state.entry_id)
 
@@ -255,7 +314,7 @@ class RoomsService:
                 pb.seek(tx.playback, data.position_ms, await tx.players(), now_ms(), self.timing)
             )
 
-        return await self._control(env, "seek", change)
+        return await self._control(env, "seek", change, {"position_ms": data.position_ms})
 
     async def restart(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         async def change(tx: RoomTx) -> None:
@@ -264,15 +323,27 @@ class RoomsService:
         return await self._control(env, "restart", change)
 
     async def skip(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        state = await self._peek(env)
+        state = await self._peek(env, "skip")
         return await self._advance(env, "skip", state.entry_id)
+
+    async def rate(self, env: CommandEnvelope, data: RateChange) -> dict[str, Any]:
+        async def change(tx: RoomTx) -> None:
+            tx.set_playback(pb.set_rate(tx.playback, data.rate, now_ms()))
+
+        return await self._control(env, "rate", change, {"rate": data.rate})
+
+    async def _player(self, tx: RoomTx, env: CommandEnvelope, command: str) -> Standing:
+        """A report from a player: a member's socket that joined the room as a player."""
+        standing = await self.authorize(tx, env.user, command)
+        if _conn(env) not in await tx.players():
+            raise ServiceError(ErrorCode.NOT_MEMBER, "Join the room as a player first.")
+        return standing
 
     async def ready(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
         conn_id = _conn(env)
 
         async def body(tx: RoomTx) -> dict[str, Any]:
-            if conn_id not in await tx.players():
-                raise ServiceError(ErrorCode.NOT_MEMBER, "Join the room as a player first.")
+            await self._player(tx, env, "ready")
             tx.set_playback(
                 pb.mark_ready(
                     tx.playback, conn_id, data.entry_id, await tx.players(), now_ms(), self.timing
@@ -280,28 +351,76 @@ class RoomsService:
             )
             return {}
 
-        return await self._in_room(env, _room(env), "ready", body)
+        return await self.in_room(env, room_of(env), "ready", body)
 
     async def ended(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
         """A player saw the video end (the room may not know its duration)."""
-        state = await self._peek(env, check_control=False)
+        state = await self._peek(env, "ended")
         if state.status != "playing" or state.entry_id != data.entry_id:
             return {}
-        await self._finish_entry(_room(env), data.entry_id)
+        await self._finish_entry(room_of(env), data.entry_id)
         return {}
 
-    async def _peek(self, env: CommandEnvelope, check_control: bool = True) -> pb.PlaybackState:
+    # -- ads ---------------------------------------------------------------------------
+
+    async def ad_start(self, env: CommandEnvelope, data: AdReport) -> dict[str, Any]:
+        return await self._ad(env, data, "ad.start")
+
+    async def ad_end(self, env: CommandEnvelope, data: AdReport) -> dict[str, Any]:
+        return await self._ad(env, data, "ad.end")
+
+    async def _ad(self, env: CommandEnvelope, data: AdReport, command: str) -> dict[str, Any]:
+        conn_id = _conn(env)
+
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            standing = await self._player(tx, env, command)
+            state, policy, now = tx.playback, tx.settings.ad_sync, now_ms()
+            if data.entry_id is not None and data.entry_id != state.entry_id:
+                return {"counted": False}  # about an entry the room has moved on from
+            if command == "ad.end":
+                tx.set_playback(pb.ad_end(state, conn_id, await tx.players(), now, self.timing))
+                return {"counted": conn_id in state.ads}
+            if not pb.ad_counts(policy, standing in ("owner", "operator")):
+                return {"counted": False}
+            tx.set_playback(pb.ad_start(state, conn_id, policy, now, self.timing))
+            return {"counted": conn_id in tx.playback.ads}
+
+        return await self.in_room(env, room_of(env), command, body)
+
+    # -- vote skip ---------------------------------------------------------------------
+
+    async def skip_vote(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
+        code = room_of(env)
+
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            await self.authorize(tx, env.user, "skip.vote")
+            tx.set_playback(pb.vote_skip(tx.playback, env.user.id))
+            await tx.audit(env.user, "skip.vote")
+            online = await repo.online_users(tx.conn, code)
+            needed = pb.votes_needed(tx.settings.vote_skip_ratio, online)
+            votes = len(tx.playback.votes)
+            return {
+                "entry_id": tx.playback.entry_id,
+                "votes": votes,
+                "needed": needed,
+                "skipped": votes >= needed,
+            }
+
+        reply = await self.in_room(env, code, "skip.vote", body)
+        if reply["skipped"]:
+            # Idempotent per entry: a retried vote, or two votes crossing the line at once,
+            # advance once.
+            await self._advance(None, "vote_skip", reply["entry_id"], room=code)
+        return reply
+
+    async def _peek(self, env: CommandEnvelope, command: str) -> pb.PlaybackState:
         """Authorise and read the playback before a step that must ask the queue first."""
         async with self.engine.connect() as conn:
-            row = await repo.get_room(conn, _room(env))
+            row = await repo.get_room(conn, room_of(env))
             if row is None:
                 raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
-            tx = RoomTx(conn, row, 0)
-            if check_control:
-                await self._check_control(tx, env.user)
-            elif await tx.role_of(env.user) is None:
-                raise ServiceError(ErrorCode.NOT_MEMBER)
-            return tx.playback
+            await self.authorize(RoomTx(conn, row, 0), env.user, command)
+            return repo.playback_of(row)
 
     async def _advance(
         self, env: CommandEnvelope | None, command: str, from_entry: str | None, room: str = ""
@@ -309,7 +428,7 @@ class RoomsService:
         """Move to the queue's next entry. The queue is asked first, outside the room's lock
         (it takes the same lock for its own change); it answers idempotently per `from_entry`,
         so concurrent skips advance once."""
-        code = room or _room(env)  # type: ignore[arg-type]
+        code = room or room_of(env)  # type: ignore[arg-type]
         reply = await bus.request(
             self.nc,
             subjects.command("queue", "advance"),
@@ -320,8 +439,11 @@ class RoomsService:
 
         async def body(tx: RoomTx) -> dict[str, Any]:
             if env is not None:
-                await self._check_control(tx, env.user)
+                await self.authorize(tx, env.user, command)
+                await tx.audit(env.user, command)
             if tx.playback.entry_id == from_entry:
+                if command == "vote_skip":  # once, however many votes crossed the line
+                    await tx.audit(None, "skip", detail={"by": "vote", "entry_id": from_entry})
                 now = now_ms()
                 if entry is not None:
                     tx.set_playback(
@@ -333,7 +455,7 @@ class RoomsService:
                     tx.set_playback(pb.finish(tx.playback, now))
             return {"playback": tx.playback.to_contract().model_dump()}
 
-        return await self._in_room(env, code, command, body)
+        return await self.in_room(env, code, command, body)
 
     async def _finish_entry(self, code: str, entry_id: str | None) -> None:
         async with self.engine.connect() as conn:
@@ -348,7 +470,7 @@ class RoomsService:
             if tx.playback.entry_id == entry_id and tx.playback.status == "playing":
                 tx.set_playback(pb.stop_at_end(tx.playback, now_ms()))
 
-        await self._in_room(None, code, "ended", body)
+        await self.in_room(None, code, "ended", body)
 
     # -- deadlines: start timeouts and video ends --------------------------------------
 
@@ -365,12 +487,10 @@ class RoomsService:
 
         async def body(tx: RoomTx) -> None:
             state = tx.playback
-            if state.status == "starting" and state.deadline_ms and state.deadline_ms <= now_ms():
-                tx.set_playback(
-                    pb.begin_if_ready(state, await tx.players(), now_ms(), self.timing, force=True)
-                )
+            if state.deadline_ms and state.deadline_ms <= now_ms():
+                tx.set_playback(pb.expire(state, await tx.players(), now_ms(), self.timing))
 
-        await self._in_room(None, code, "due", body)
+        await self.in_room(None, code, "due", body)
 
     def _schedule(self, code: str, deadline_ms: int | None) -> None:
         """A local timer for the deadline, so it fires on time on this replica; the sweep
@@ -413,13 +533,28 @@ class RoomsService:
             except TimeoutError:
                 pass
 
+    # -- directory and figures ---------------------------------------------------------
+
+    async def directory(self, query: DirectoryQuery) -> DirectoryReply:
+        async with self.engine.connect() as conn:
+            # One more than asked: whether another page follows.
+            rooms = await repo.public_rooms(conn, query.limit + 1, query.offset)
+        more = len(rooms) > query.limit
+        return DirectoryReply(
+            rooms=rooms[: query.limit], next_offset=query.offset + query.limit if more else None
+        )
+
+    async def figures(self) -> dict[str, float]:
+        async with self.engine.connect() as conn:
+            return await repo.figures(conn)
+
     def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
 
 
-def _room(env: CommandEnvelope) -> str:
+def room_of(env: CommandEnvelope) -> str:
     if not env.room:
         raise ServiceError(ErrorCode.BAD_REQUEST, "room: required")
     return env.room

@@ -11,3 +11,7 @@ class RoomsSettings(CommonSettings):
     playback_start_timeout_ms: int = 4000
     # How often each replica looks for deadlines nobody's timer caught (a replica died).
     deadline_sweep_interval_s: float = 1.0
+    # The longest a room waits for its players' ads (midroll, or a start held by an ad), so
+    # a client that never reports `ad.end` cannot hold the room: YouTube's unskippable ads run
+    # 15-30 s and pods of two up to 60 s.
+    ad_max_wait_ms: int = 90_000

@@ -8,14 +8,20 @@ the transaction has committed.
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import sequencer
-from services.common.contracts import events
+from services.common.contracts import events, subjects
+from services.common.contracts.envelope import EvictNotice
 from services.common.contracts.errors import ErrorCode, ServiceError
+from services.common.contracts.events import EvictReason
 from services.common.contracts.models import Role, RoomSettings, UserRef
+from services.common.jsonutil import now_ms
 
 from . import repository as repo
+from .permissions import Standing, standing_of
+from .permissions import role_of as role_for
 from .playback import PlaybackState
 
 
@@ -38,6 +44,10 @@ class RoomTx:
         self._members_changed = False
         self._players: frozenset[str] | None = None
         self._published: list[Published] = []
+        # Notices to publish after this transaction's events (evictions for the gateways).
+        self._notices: list[Published] = []
+        self._playback_seen = self.playback.to_contract()
+        self._playback_v: int = row.playback_v
 
     @classmethod
     async def open(cls, conn: AsyncConnection, code: str) -> "RoomTx":
@@ -47,13 +57,40 @@ class RoomTx:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
         return cls(conn, row, v)
 
+    async def standing_of(self, user_id: str) -> Standing:
+        membership = await repo.get_membership(self.conn, self.code, user_id)
+        return standing_of(self.row.owner_id, user_id, membership)
+
     async def role_of(self, user: UserRef) -> Role | None:
-        if user.id == self.row.owner_id:
-            return "owner"
-        membership = await repo.get_membership(self.conn, self.code, user.id)
-        if membership is None or membership.banned:
-            return None
-        return membership.role
+        return role_for(await self.standing_of(user.id))
+
+    async def audit(
+        self,
+        actor: UserRef | None,
+        action: str,
+        target_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record who did what, in this transaction: the entry exists iff the change does."""
+        await repo.insert_audit(
+            self.conn,
+            room=self.code,
+            at_ms=now_ms(),
+            user_id=actor.id if actor else None,
+            name=actor.name[:40] if actor else None,
+            action=action,
+            target_id=target_id,
+            detail=orjson.dumps(detail or {}).decode(),
+        )
+
+    def evict(self, user_id: str, conns: list[str], reason: EvictReason) -> None:
+        """Tell every gateway to take these sockets out of the room's channel (after commit)."""
+        if not conns:
+            return
+        notice = EvictNotice(room=self.code, user_id=user_id, conns=conns, reason=reason)
+        self._notices.append(
+            Published(subjects.gateway_notice("evict"), notice.model_dump_json().encode())
+        )
 
     async def players(self) -> frozenset[str]:
         if self._players is None:
@@ -93,13 +130,21 @@ class RoomTx:
             members = await repo.list_members(self.conn, self.code)
             out.append(self._event("members", v, [m.model_dump() for m in members]))
         if self._playback_changed:
-            v += 1
-            await repo.save_playback(self.conn, self.code, self.playback, v)
-            out.append(self._event("playback", v, self.playback.to_contract().model_dump()))
+            contract = self.playback.to_contract()
+            if contract != self._playback_seen:
+                v += 1
+                self._playback_v = v
+                self._playback_seen = contract
+                out.append(self._event("playback", v, contract.model_dump()))
+            # Otherwise only the bookkeeping clients never see changed (who is ready, who is
+            # in an ad): stored without an event or a new version.
+            await repo.save_playback(self.conn, self.code, self.playback, self._playback_v)
         if v != self.v:
             await sequencer.advance_to(self.conn, self.code, v)
             self.v = v
         self._settings_changed = self._members_changed = self._playback_changed = False
+        out.extend(self._notices)
+        self._notices = []
         return out
 
     def _event(self, event_type: events.EventType, v: int, data: Any) -> Published:
@@ -116,6 +161,7 @@ class RoomTx:
             "settings": repo.settings_of(row).model_dump(),
             "members": [m.model_dump() for m in members],
             "playback": repo.playback_of(row).to_contract().model_dump(),
+            "seq": self.v,  # read under the room's lock: exactly the room's version
             "versions": {
                 "playback": row.playback_v,
                 "members": row.members_v,

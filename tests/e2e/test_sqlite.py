@@ -22,7 +22,7 @@ def sqlite_system(infra: dict[str, str], workdir: Path) -> Iterator[System]:
     env = {**infra, "DATABASE_URL": url, "NATS_URL": nats_url}
     system = make_system(env, workdir, "sqlite")
     try:
-        yield system.start({"auth": 1, "rooms": 1, "queue": 1, "gateway": 1})
+        yield system.start({"auth": 1, "rooms": 1, "queue": 1, "chat": 1, "gateway": 1})
     finally:
         system.stop()
         nats.stop()

@@ -36,12 +36,22 @@ def apply_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CHAT_KEEP = 200  # as the JS client's
+
+
+def reduce_chat(chat: list[dict[str, Any]], data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One new message, or `{"deleted": id}`: drop that message (the JS client's reduceChat)."""
+    if isinstance(data.get("deleted"), str) and "text" not in data:
+        return [m for m in chat if m.get("id") != data["deleted"]]
+    return [*chat, data][-CHAT_KEEP:]
+
+
 def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     part, v = event["type"], event["v"]
     if part not in PARTS or v <= state["versions"][part]:
         return state
     parts = dict(state["parts"])
-    parts[part] = [*parts["chat"], event["data"]][-200:] if part == "chat" else event["data"]
+    parts[part] = reduce_chat(parts["chat"], event["data"]) if part == "chat" else event["data"]
     return {**state, "parts": parts, "versions": {**state["versions"], part: v}}
 
 

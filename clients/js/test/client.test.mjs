@@ -286,6 +286,8 @@ test('convenience commands send the wire shapes to the current room', async () =
   await client.queueAdd('https://www.youtube.com/watch?v=dQw4w9WgXcQ');
   await client.queueAdd({ video_id: 'x', title: 'T', duration_ms: 1000 });
   await client.chatSend('hello');
+  await client.chatHistory({ before_id: 'm9', limit: 20 });
+  await client.chatDelete('m3');
   await client.createRoom({ name: 'R' });
   const frames = socket().sent.filter((f) => !['time.ping', 'join'].includes(f.type)).map((f) => [f.type, f.room, f.data]);
   assert.deepEqual(frames, [
@@ -300,6 +302,8 @@ test('convenience commands send the wire shapes to the current room', async () =
     ['queue.add', ROOM, { url: 'https://www.youtube.com/watch?v=dQw4w9WgXcQ' }],
     ['queue.add', ROOM, { video_id: 'x', title: 'T', duration_ms: 1000 }],
     ['chat.send', ROOM, { text: 'hello' }],
+    ['chat.history', ROOM, { before_id: 'm9', limit: 20 }],
+    ['chat.delete', ROOM, { message_id: 'm3' }],
     ['room.create', undefined, { name: 'R' }],
   ]);
 });

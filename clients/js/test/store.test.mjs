@@ -111,6 +111,23 @@ describe('applyEvent', () => {
     assert.deepEqual(r.state.chat.at(-1), { id: 'new', text: 'yo' });
   });
 
+  test('a chat deletion drops that message wherever it is, and only that one', () => {
+    const chat = [{ id: 'm1', text: 'a' }, { id: 'm2', text: 'b' }, { id: 'm3', text: 'c' }];
+    let r = applyEvent(applySnapshot(snapshot({ chat })), { type: 'chat', v: 11, data: { deleted: 'm2' } });
+    assert.deepEqual([r.applied, r.gap], [true, false]);
+    assert.deepEqual(r.state.chat.map((m) => m.id), ['m1', 'm3']);
+    assert.equal(r.state.versions.chat, 11);
+    // Deleting one this client never held (older than its window) changes no message.
+    r = applyEvent(r.state, { type: 'chat', v: 12, data: { deleted: 'm0' } });
+    assert.deepEqual(r.state.chat.map((m) => m.id), ['m1', 'm3']);
+    assert.equal(r.state.versions.chat, 12);
+    // A replayed deletion is an old event: ignored.
+    assert.equal(applyEvent(r.state, { type: 'chat', v: 11, data: { deleted: 'm1' } }).applied, false);
+    // A message whose text happens to be called "deleted" is still a message.
+    r = applyEvent(r.state, { type: 'chat', v: 13, data: { id: 'm4', text: 'x', deleted: 'm1' } });
+    assert.deepEqual(r.state.chat.map((m) => m.id), ['m1', 'm3', 'm4']);
+  });
+
   test('queue and members accept a wrapped list', () => {
     let r = applyEvent(applySnapshot(snapshot()), { type: 'queue', v: 11, data: { entries: [{ id: 'e9' }] } });
     r = applyEvent(r.state, { type: 'members', v: 12, data: { members: [{ id: 'u9' }] } });

@@ -21,8 +21,10 @@ class ErrorCode(StrEnum):
     INVALID_VIDEO = "invalid_video"  # not a YouTube video id or URL
     QUEUE_EMPTY = "queue_empty"  # nothing to play
     QUEUE_FULL = "queue_full"  # queue length limit reached
+    USER_QUEUE_FULL = "user_queue_full"  # the room's per-user cap on queued entries reached
     CONFLICT = "conflict"  # the same request id was used for a different command
     RATE_LIMITED = "rate_limited"
+    NOT_CONFIGURED = "not_configured"  # the feature needs settings this deployment lacks
     UNAVAILABLE = "unavailable"  # the owning service has no responder right now
     TIMEOUT = "timeout"  # the owning service did not answer in time
     INTERNAL = "internal"  # a bug; the trace id is in the server log
@@ -41,8 +43,10 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_VIDEO: "Not a YouTube video id or URL.",
     ErrorCode.QUEUE_EMPTY: "The queue is empty.",
     ErrorCode.QUEUE_FULL: "The queue is full.",
+    ErrorCode.USER_QUEUE_FULL: "You have as many entries queued as this room allows.",
     ErrorCode.CONFLICT: "That request id was already used for another command.",
     ErrorCode.RATE_LIMITED: "Too many requests; slow down.",
+    ErrorCode.NOT_CONFIGURED: "This server is not configured for that (e.g. Google sign-in).",
     ErrorCode.UNAVAILABLE: "The service is unavailable; try again.",
     ErrorCode.TIMEOUT: "The service did not answer in time; try again.",
     ErrorCode.INTERNAL: "Internal error; it has been logged.",
@@ -65,6 +69,9 @@ class CloseCode:
     """WebSocket close codes the gateway uses (4000-4999 are for applications)."""
 
     GOING_AWAY = 1001  # graceful shutdown: reconnect, another gateway will serve you
-    UNAUTHORIZED = 4001
+    INTERNAL = 1011  # also uvicorn's when a client missed PONG_TIMEOUT_SECONDS of pongs
+    SERVICE_RESTART = 1012  # drained (SIGTERM) after a `reconnect` frame: reconnect now
+    TRY_AGAIN_LATER = 1013  # sign-in cannot be checked right now (Redis down): retry soon
+    UNAUTHORIZED = 4001  # also when the token expires while the socket is open
     SLOW_CONSUMER = 4008  # the send buffer overflowed; reconnect and resync
     TOO_LARGE = 4009  # frame over the hard limit (the socket cannot be trusted to resync)

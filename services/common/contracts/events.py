@@ -2,7 +2,8 @@
 
 The publisher encodes the frame the clients receive, so a gateway forwards the bytes without
 decoding and re-encoding them per socket (STYLE.md point 6). Every event carries the full new
-value of its part, except `chat`, which carries one new message.
+value of its part, except `chat`, which carries one new message (`ChatMessage`) or the id of
+one removed message (`ChatDeleted`: `{"deleted": id}`).
 """
 
 from typing import Any, Final, Literal
@@ -29,3 +30,76 @@ def encode(event_type: EventType, room: str, v: int, data: Any) -> bytes:
 
 def subject_for(event_type: EventType, room: str) -> str:
     return subjects.room_event(room, event_type)
+
+
+# -- frames for one socket, outside the room's sequence ----------------------------------
+
+EvictReason = Literal["kicked", "banned"]
+
+
+class Eviction(Contract):
+    reason: EvictReason
+
+
+class EvictedFrame(Contract):
+    """`{"type": "evicted", "room", "data": {"reason"}}`, sent by a gateway to each socket of a
+    kicked or banned user. It has no `v` (it is not a room event): the socket receives no more
+    of the room's events, and a kicked user may `join` again, a banned one may not."""
+
+    type: Literal["evicted"]
+    room: str
+    data: Eviction
+
+
+def evicted(room: str, reason: EvictReason) -> str:
+    return orjson.dumps({"type": "evicted", "room": room, "data": {"reason": reason}}).decode()
+
+
+# -- hints from the gateway, outside any room's sequence ---------------------------------
+
+ReconnectReason = Literal["shutdown"]
+
+
+class ReconnectHint(Contract):
+    reason: ReconnectReason
+    # Spread the reconnects: a client waits a random time up to this before it reconnects,
+    # so the remaining gateways are not hit by every client of a drained one at once.
+    within_ms: int
+
+
+class ReconnectFrame(Contract):
+    """`{"type": "reconnect", "data": {"reason", "within_ms"}}`: this gateway is going away
+    (graceful shutdown). The socket closes with 1012 right after; reconnect (a load balancer
+    sends you to another gateway), re-join your rooms, and retry what got no reply with the
+    same request id."""
+
+    type: Literal["reconnect"]
+    data: ReconnectHint
+
+
+def reconnect(within_ms: int) -> str:
+    hint = {"reason": "shutdown", "within_ms": within_ms}
+    return orjson.dumps({"type": "reconnect", "data": hint}).decode()
+
+
+ResyncReason = Literal["bus_reconnected"]
+
+
+class Resync(Contract):
+    reason: ResyncReason
+
+
+class ResyncFrame(Contract):
+    """`{"type": "resync", "room", "data": {"reason"}}`: the gateway lost its link to the bus
+    for a moment, so events of this room may have been missed without a later one showing
+    the gap. Fetch a fresh snapshot (`room.sync`)."""
+
+    type: Literal["resync"]
+    room: str
+    data: Resync
+
+
+def resync(room: str) -> str:
+    return orjson.dumps(
+        {"type": "resync", "room": room, "data": {"reason": "bus_reconnected"}}
+    ).decode()

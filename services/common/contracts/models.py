@@ -1,6 +1,6 @@
 """The room's parts as they travel in snapshots and events."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -36,14 +36,24 @@ class RoomSettings(Contract):
     control_mode: ControlMode = "owner_only"
     ad_sync: AdSyncPolicy = "pause_all"
     auto_advance: bool = True
+    # The share of online members whose `skip.vote` skips the current entry (CyTube's
+    # default is a half); controllers' `skip` is immediate whatever this says.
+    vote_skip_ratio: float = Field(default=0.5, gt=0, le=1)
+    # Entries one member may have waiting in the queue; 0 = no cap. Owners, operators and
+    # admins are never capped.
+    queue_limit_per_user: int = Field(default=0, ge=0, le=200)
 
 
 class Member(Contract):
     user_id: str
     name: str
     role: Role
-    online: bool
+    online: bool  # has a live socket in the room
     player: bool
+    # Every socket of theirs dropped without a `leave` (closed tab, lost network, a gateway
+    # died): they keep their place and role for a grace period (the janitor's
+    # PRESENCE_AWAY_TIMEOUT_SECONDS), then leave the list unless they reconnect.
+    away: bool = False
 
 
 class QueueEntry(Contract):
@@ -67,6 +77,8 @@ class Playback(Contract):
     # anyone computes the expected position as position_ms + (now - anchor_ms) * rate.
     anchor_ms: int = 0
     rate: float = 1.0
+    # Members who voted to skip the current entry (`skip.vote`); reset with every new entry.
+    skip_votes: int = 0
 
 
 class ChatMessage(Contract):
@@ -75,6 +87,13 @@ class ChatMessage(Contract):
     name: str
     text: str
     at_ms: int
+
+
+class ChatDeleted(Contract):
+    """The data of a `chat` event that removes a message (`chat.delete` by a moderator):
+    clients drop the message with this id. A `chat` event otherwise carries a ChatMessage."""
+
+    deleted: str
 
 
 class Versions(Contract):
@@ -96,3 +115,56 @@ class Snapshot(Contract):
     chat: list[ChatMessage]
     versions: Versions
     v: int
+
+
+class NowPlaying(Contract):
+    status: PlaybackStatus
+    video_id: str | None = None
+    title: str | None = None
+
+
+class PublicRoom(Contract):
+    """One line of the public room directory (`GET /api/rooms`)."""
+
+    code: str
+    name: str
+    members_online: int
+    now_playing: NowPlaying
+
+
+class AuditEntry(Contract):
+    """Who did what in a room (`room.audit`); `user_id` is None for the room's own moves."""
+
+    id: int
+    at_ms: int
+    action: str
+    user_id: str | None = None
+    name: str | None = None
+    target_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AdminRoom(Contract):
+    """One live room as the admin dashboard shows it (`admin.rooms`)."""
+
+    code: str
+    name: str
+    visibility: Visibility
+    control_mode: ControlMode
+    owner_id: str
+    created_at_ms: int
+    members: list[Member]  # online, or holding a role (as in a snapshot)
+    members_online: int
+    now_playing: NowPlaying
+    queue_length: int | None = None  # None: the queue service did not answer in time
+
+
+class RoomAuditEntry(AuditEntry):
+    """An audit entry with its room, for the admins' feed over every room."""
+
+    room: str
+
+
+class AdminRoomsReply(Contract):
+    rooms: list[AdminRoom]
+    audit: list[RoomAuditEntry]  # newest first

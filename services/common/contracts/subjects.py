@@ -32,6 +32,17 @@ def room_events(room: str) -> str:
     return f"{PREFIX}.room.{room}.evt.>"
 
 
+def gateway_notice(kind: str) -> str:
+    """Notices every gateway acts on (no queue group), e.g. `evict`."""
+    return f"{PREFIX}.gateway.evt.{kind}"
+
+
+GATEWAY_NOTICES: Final = f"{PREFIX}.gateway.evt.>"
+# Scatter-gather: every process (gateways and service replicas) answers a request here; the
+# asker collects the replies for a short window (GET /api/stats).
+STATS_GATHER: Final = f"{PREFIX}.stats.gather"
+
+
 def subject_template(subject: str) -> str:
     """The subject with its ids replaced, for span names and metric labels."""
     parts = subject.split(".")

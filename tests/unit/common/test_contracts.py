@@ -9,6 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 import services.common.contracts as contracts_pkg
+from services.common.contracts import commands as cmd
+from services.common.contracts import envelope as bus_msg
+from services.common.contracts import events as evt
+from services.common.contracts import models as mdl
 from services.common.contracts import subjects
 from services.common.contracts.base import Contract
 from services.common.contracts.commands import (
@@ -123,6 +127,153 @@ SAMPLES: dict[type[Contract], Contract] = {
     ),
 }
 
+# Roles, room policy, ads, directory, audit, stats (issue 3).
+SAMPLES.update(
+    {
+        cmd.TargetUser: cmd.TargetUser(user_id="u2"),
+        cmd.RoleChange: cmd.RoleChange(user_id="u2", role="operator"),
+        cmd.BanChange: cmd.BanChange(user_id="u2", banned=False),
+        cmd.AdReport: cmd.AdReport(entry_id="q1"),
+        cmd.RateChange: cmd.RateChange(rate=1.5),
+        cmd.AuditQuery: cmd.AuditQuery(limit=10, before_id=99),
+        mdl.NowPlaying: mdl.NowPlaying(status="playing", video_id="dQw4w9WgXcQ", title="t"),
+        mdl.PublicRoom: mdl.PublicRoom(
+            code="AbC123",
+            name="Friday night",
+            members_online=3,
+            now_playing=mdl.NowPlaying(status="idle"),
+        ),
+        mdl.AuditEntry: mdl.AuditEntry(
+            id=7,
+            at_ms=1_700_000_000_000,
+            action="room.kick",
+            user_id="u1",
+            name="Ann",
+            target_id="u2",
+            detail={"why": ["spam", 1]},
+        ),
+        bus_msg.DirectoryQuery: bus_msg.DirectoryQuery(limit=20, offset=40),
+        bus_msg.DirectoryReply: bus_msg.DirectoryReply(
+            rooms=[
+                mdl.PublicRoom(
+                    code="AbC123",
+                    name="n",
+                    members_online=1,
+                    now_playing=mdl.NowPlaying(status="paused", video_id="dQw4w9WgXcQ"),
+                )
+            ],
+            next_offset=20,
+        ),
+        bus_msg.EvictNotice: bus_msg.EvictNotice(
+            room="AbC123", user_id="u2", conns=["gw-1:3", "gw-2:9"], reason="banned"
+        ),
+        bus_msg.StatsReply: bus_msg.StatsReply(
+            service="rooms",
+            instance="host-42",
+            process={"messages_per_s": 1.5},
+            shared={"rooms": 3.0},
+        ),
+        evt.Eviction: evt.Eviction(reason="kicked"),
+        evt.EvictedFrame: evt.EvictedFrame(
+            type="evicted", room="AbC123", data=evt.Eviction(reason="kicked")
+        ),
+    }
+)
+
+# Chat and sign-in (issue 3).
+SAMPLES.update(
+    {
+        cmd.ChatSend: cmd.ChatSend(text="hi 👋\nsecond line"),
+        cmd.ChatHistory: cmd.ChatHistory(before_id="m9", limit=100),
+        cmd.ChatDelete: cmd.ChatDelete(message_id="m1"),
+        mdl.ChatDeleted: mdl.ChatDeleted(deleted="m1"),
+        bus_msg.GoogleStart: bus_msg.GoogleStart(
+            redirect_uri="https://abc.chromiumapp.org/",
+            upgrade_token="a.b.c",
+            login_hint="ann@example.com",
+        ),
+        bus_msg.GoogleStartReply: bus_msg.GoogleStartReply(
+            url="https://accounts.google.com/o/oauth2/v2/auth?state=s", state="s"
+        ),
+        bus_msg.GoogleFinish: bus_msg.GoogleFinish(state="s", code="c", error="access_denied"),
+        bus_msg.GoogleFinishReply: bus_msg.GoogleFinishReply(
+            redirect_uri="https://abc.chromiumapp.org/",
+            token="a.b.c",
+            user=USER,
+            error=ErrorCode.UNAUTHORIZED,
+            message="no",
+        ),
+        bus_msg.LogoutRequest: bus_msg.LogoutRequest(token="a.b.c"),
+        bus_msg.SignoutNotice: bus_msg.SignoutNotice(sid="s1"),
+    }
+)
+
+# The admin dashboard (issue 6).
+_ADMIN_AUDIT = mdl.RoomAuditEntry(
+    id=8, room="AbC123", at_ms=1_700_000_000_000, action="join", user_id="u1", name="Ann"
+)
+_ADMIN_ROOM = mdl.AdminRoom(
+    code="AbC123",
+    name="Friday night",
+    visibility="private",
+    control_mode="any",
+    owner_id="u1",
+    created_at_ms=1_700_000_000_000,
+    members=[Member(user_id="u1", name="Ann", role="owner", online=True, player=True)],
+    members_online=1,
+    now_playing=mdl.NowPlaying(status="playing", video_id="dQw4w9WgXcQ", title="t"),
+    queue_length=3,
+)
+SAMPLES.update(
+    {
+        cmd.AdminRoomsQuery: cmd.AdminRoomsQuery(limit=20, audit_limit=5),
+        mdl.AdminRoom: _ADMIN_ROOM,
+        mdl.RoomAuditEntry: _ADMIN_AUDIT,
+        mdl.AdminRoomsReply: mdl.AdminRoomsReply(rooms=[_ADMIN_ROOM], audit=[_ADMIN_AUDIT]),
+        bus_msg.QueueLengthsQuery: bus_msg.QueueLengthsQuery(rooms=["AbC123", "XyZ789"]),
+        bus_msg.QueueLengthsReply: bus_msg.QueueLengthsReply(lengths={"AbC123": 3}),
+    }
+)
+
+# Presence, upkeep and gateway hints (issue 4).
+SAMPLES.update(
+    {
+        bus_msg.PresenceGateways: bus_msg.PresenceGateways(gateways=["gw-a1b2c3"]),
+        bus_msg.PresenceSweep: bus_msg.PresenceSweep(
+            dead_gateways=["gw-a1b2c3"], away_before_ms=1_700_000_000_000, limit=50
+        ),
+        bus_msg.PresenceSweepReply: bus_msg.PresenceSweepReply(marked_away=2, removed=1),
+        bus_msg.CloseIdleRooms: bus_msg.CloseIdleRooms(empty_before_ms=1, limit=10),
+        bus_msg.ClosedRooms: bus_msg.ClosedRooms(rooms=["AbC123"]),
+        bus_msg.RetentionRequest: bus_msg.RetentionRequest(kind="messages", before_ms=5),
+        bus_msg.PurgeOrphans: bus_msg.PurgeOrphans(limit=10),
+        bus_msg.RowsDeleted: bus_msg.RowsDeleted(deleted=3),
+        evt.ReconnectHint: evt.ReconnectHint(reason="shutdown", within_ms=2000),
+        evt.ReconnectFrame: evt.ReconnectFrame(
+            type="reconnect", data=evt.ReconnectHint(reason="shutdown", within_ms=2000)
+        ),
+        evt.Resync: evt.Resync(reason="bus_reconnected"),
+        evt.ResyncFrame: evt.ResyncFrame(
+            type="resync", room="AbC123", data=evt.Resync(reason="bus_reconnected")
+        ),
+    }
+)
+
+
+def test_gateway_hints_match_their_models() -> None:
+    hint = evt.ReconnectFrame.model_validate_json(evt.reconnect(1500))
+    assert hint.data.within_ms == 1500
+    assert "v" not in orjson.loads(evt.reconnect(1500)), "outside every room's sequence"
+    assert evt.ResyncFrame.model_validate_json(evt.resync("AbC123")).room == "AbC123"
+
+
+def test_member_away_is_additive() -> None:
+    """Older clients and stored snapshots without `away` still validate."""
+    member = Member.model_validate(
+        {"user_id": "u", "name": "n", "role": "member", "online": False, "player": False}
+    )
+    assert member.away is False
+
 
 def _all_contract_models() -> set[type[Contract]]:
     for module in pkgutil.iter_modules(contracts_pkg.__path__):
@@ -184,7 +335,7 @@ def test_every_route_has_a_data_schema_and_a_subject(name: str) -> None:
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert route.subject == f"st.{route.service}.cmd.{route.command}"
-    assert route.service in {"rooms", "queue"}
+    assert route.service in {"rooms", "queue", "chat"}
     assert 0 < route.timeout_s <= 10
     assert issubclass(route.data, Contract)
 
@@ -200,7 +351,10 @@ def test_the_design_wire_commands_are_all_routed() -> None:
 
 
 def test_only_room_create_needs_no_room() -> None:
-    assert {name for name, route in ROUTES.items() if not route.needs_room} == {"room.create"}
+    assert {name for name, route in ROUTES.items() if not route.needs_room} == {
+        "room.create",
+        "admin.rooms",  # across rooms, for site admins
+    }
 
 
 def test_route_subjects_are_unique() -> None:
@@ -260,6 +414,7 @@ def test_defaults() -> None:
         position_ms=0,
         anchor_ms=0,
         rate=1.0,
+        skip_votes=0,
     )
     assert RoomSettings(name="r").ad_sync == "pause_all"
     assert QueueAdd(video_id="dQw4w9WgXcQ").next is False
@@ -290,7 +445,10 @@ def test_close_codes() -> None:
     codes = {name: value for name, value in vars(CloseCode).items() if not name.startswith("_")}
     assert codes["GOING_AWAY"] == 1001
     assert len(set(codes.values())) == len(codes)
-    assert all(4000 <= value <= 4999 for name, value in codes.items() if name != "GOING_AWAY")
+    # RFC 6455's own codes where one means what we mean; applications' (4000-4999) otherwise.
+    standard = {"GOING_AWAY": 1001, "INTERNAL": 1011, "SERVICE_RESTART": 1012, "TRY_AGAIN_LATER": 1013}
+    assert all(codes[name] == value for name, value in standard.items())
+    assert all(4000 <= value <= 4999 for name, value in codes.items() if name not in standard)
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The permission matrix: control mode × role × admin, every cell."""
+"""The permission matrix: every command × standing × control mode × admin, every cell."""
 
 from itertools import product
 from typing import get_args
@@ -6,10 +6,23 @@ from typing import get_args
 import pytest
 
 from services.common.contracts.commands import ROUTES
+from services.common.contracts.errors import ErrorCode
 from services.common.contracts.models import ControlMode, Role
-from services.rooms.permissions import CONTROL_COMMANDS, can_change_settings, can_control
+from services.rooms.permissions import (
+    CONTROL_COMMANDS,
+    POLICY,
+    STANDINGS,
+    Standing,
+    can_change_settings,
+    can_control,
+    can_moderate,
+    decide,
+    denied_message,
+    role_of,
+    standing_of,
+)
+from tests.support.permission_table import ACTORS, ALLOWED, MODES, expected
 
-MODES: tuple[ControlMode, ...] = get_args(ControlMode)
 ROLES: tuple[Role | None, ...] = (*get_args(Role), None)
 
 # Who may move everyone's playback: (mode, role) -> allowed, for a user who is not an admin.
@@ -37,8 +50,9 @@ SETTINGS_TABLE: dict[Role | None, bool] = {
 
 
 def test_the_tables_cover_every_mode_and_role() -> None:
-    assert set(CONTROL_TABLE) == set(product(MODES, ROLES))
+    assert set(CONTROL_TABLE) == set(product(get_args(ControlMode), ROLES))
     assert set(SETTINGS_TABLE) == set(ROLES)
+    assert set(MODES) == set(get_args(ControlMode))
 
 
 @pytest.mark.parametrize(("mode", "role"), sorted(CONTROL_TABLE, key=str))
@@ -59,6 +73,104 @@ def test_can_change_settings(role: Role | None) -> None:
 
 
 def test_control_commands_are_the_playback_commands() -> None:
-    assert frozenset({"play", "pause", "seek", "skip", "restart"}) == CONTROL_COMMANDS
+    assert frozenset({"play", "pause", "seek", "skip", "restart", "rate"}) == CONTROL_COMMANDS
     for command in CONTROL_COMMANDS:
         assert ROUTES[command].service == "rooms"
+
+
+# -- the whole matrix --------------------------------------------------------------------------
+
+
+def _room_commands() -> set[str]:
+    return {
+        name
+        for name, route in ROUTES.items()
+        if route.service in ("rooms", "queue") and route.needs_room
+    }
+
+
+def test_every_room_command_has_a_policy_and_a_table_row() -> None:
+    assert set(POLICY) == _room_commands()
+    assert set(ALLOWED) == _room_commands()
+    for modes in ALLOWED.values():
+        assert set(modes) == set(MODES)
+        assert all(actors <= set(ACTORS) for actors in modes.values())
+
+
+_CELLS = [
+    (command, actor, mode) for command in sorted(ALLOWED) for actor in ACTORS for mode in MODES
+]
+
+
+@pytest.mark.parametrize(("command", "actor", "mode"), _CELLS)
+def test_decide_matches_the_table(command: str, actor: str, mode: ControlMode) -> None:
+    if actor == "admin":
+        # An admin may do everything, whatever their own standing in the room.
+        for standing in STANDINGS:
+            assert decide(command, standing, mode, admin=True) is None
+        return
+    got = decide(command, actor, mode)  # type: ignore[arg-type]
+    want = expected(command, actor, mode)  # type: ignore[arg-type]
+    assert (got.value if got else None) == want
+
+
+@pytest.mark.parametrize("command", sorted(POLICY))
+def test_forbidden_messages_name_the_rule(command: str) -> None:
+    message = denied_message(command)
+    assert message is None or message.endswith(".")
+
+
+def test_unknown_commands_have_no_policy() -> None:
+    with pytest.raises(KeyError):
+        decide("chat.nuke", "owner", "any")
+
+
+# -- standing and moderation -------------------------------------------------------------------
+
+
+class _Row:
+    def __init__(self, role: str, banned: bool = False) -> None:
+        self.role = role
+        self.banned = banned
+
+
+@pytest.mark.parametrize(
+    ("user_id", "membership", "standing"),
+    [
+        ("u1", None, "owner"),  # the room's owner_id decides, whatever the row says
+        ("u1", _Row("member"), "owner"),
+        ("u2", None, "outsider"),
+        ("u2", _Row("member"), "member"),
+        ("u2", _Row("operator"), "operator"),
+        ("u2", _Row("operator", banned=True), "banned"),
+        ("u2", _Row("owner"), "member"),  # a stale owner row after a transfer away
+    ],
+)
+def test_standing_of(user_id: str, membership: _Row | None, standing: Standing) -> None:
+    assert standing_of("u1", user_id, membership) == standing
+
+
+def test_role_of_standing() -> None:
+    assert [role_of(s) for s in STANDINGS] == ["owner", "operator", "member", None, None]
+
+
+# actor -> targets they may kick or ban (not an admin)
+MODERATION: dict[Standing, set[Standing]] = {
+    "owner": {"operator", "member", "outsider", "banned"},
+    "operator": {"member", "outsider", "banned"},
+    "member": set(),
+    "outsider": set(),
+    "banned": set(),
+}
+
+
+@pytest.mark.parametrize(("actor", "target"), list(product(STANDINGS, STANDINGS)))
+def test_can_moderate(actor: Standing, target: Standing) -> None:
+    assert can_moderate(actor, target) is (target in MODERATION[actor])
+    # Admins moderate anyone but the owner, who must hand the room over first.
+    assert can_moderate(actor, target, admin=True) is (target != "owner")
+
+
+def test_join_of_a_banned_user_is_forbidden_not_not_member() -> None:
+    assert decide("join", "banned", "any") is ErrorCode.FORBIDDEN
+    assert decide("join", "outsider", "owner_only") is None

@@ -106,6 +106,7 @@ def test_to_contract_carries_every_public_field() -> None:
         "position_ms": 1_234,
         "anchor_ms": NOW,
         "rate": 1.25,
+        "skip_votes": 0,
     }
 
 

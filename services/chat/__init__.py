@@ -1,0 +1,1 @@
+"""chat: each room's messages, their history, moderation, and the chat rate limit."""

@@ -1,0 +1,28 @@
+"""`python -m services.chat`: serve the chat commands until SIGTERM."""
+
+import asyncio
+
+from services.common import runtime
+
+from .handlers import build_router
+from .ratelimit import SlidingWindowLimiter
+from .service import ChatService
+from .settings import ChatSettings
+
+
+async def main(stop: asyncio.Event) -> None:
+    settings = ChatSettings()
+    async with runtime.lifespan(settings, "chat", use_redis=True) as res:
+        assert res.engine is not None and res.redis is not None
+        limiter = SlidingWindowLimiter(
+            res.redis,
+            settings.chat_rate_limit_messages,
+            round(settings.chat_rate_limit_window_s * 1000),
+        )
+        service = ChatService(res.engine, res.nc, limiter)
+        await build_router(service).serve(res.nc, settings.max_inflight)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    runtime.run(main, ChatSettings().log_level)

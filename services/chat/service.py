@@ -1,0 +1,157 @@
+"""The chat service's rules: who may send, read and delete, and in what order messages go.
+
+A message is written in the transaction that takes the room's next version (the room lock,
+services/common/sequencer.py), together with the request id that sent it, and published only
+after that commits: an acknowledged message is durable, and a retried send is applied once.
+"""
+
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common import bus, sequencer
+from services.common.contracts import events, subjects
+from services.common.contracts.commands import ChatDelete, ChatHistory, ChatSend
+from services.common.contracts.envelope import AccessQuery, AccessReply, CommandEnvelope
+from services.common.contracts.errors import ErrorCode, ServiceError
+from services.common.contracts.models import ChatDeleted, ChatMessage, UserRef
+from services.common.idempotency import CommandLog
+from services.common.jsonutil import now_ms
+from services.common.keyedlocks import KeyedLocks
+
+from . import repository as repo
+from .models import ChatCommand
+from .ratelimit import SlidingWindowLimiter
+
+# A change: runs in the locked transaction at version v; returns (reply, event data).
+Change = Callable[[AsyncConnection, int], Awaitable[tuple[dict[str, Any], Any]]]
+
+
+def can_moderate(access: AccessReply, user: UserRef) -> bool:
+    """Owners and operators delete messages in their room; admins everywhere."""
+    return user.admin or (access.member and access.role in ("owner", "operator"))
+
+
+class ChatService:
+    def __init__(self, engine: AsyncEngine, nc: NATS, limiter: SlidingWindowLimiter) -> None:
+        self.engine = engine
+        self.nc = nc
+        self.limiter = limiter
+        self.commands = CommandLog(ChatCommand.__table__)
+        # Serialise a room's commands in this replica, so they queue here rather than each
+        # holding a pooled connection while waiting for the room's row lock.
+        self._locks = KeyedLocks()
+
+    async def _access(self, room: str, user: UserRef) -> AccessReply:
+        reply = await bus.request(
+            self.nc,
+            subjects.command("rooms", "access"),
+            AccessQuery(room=room, user_id=user.id),
+            timeout_s=2.0,
+        )
+        access = AccessReply.model_validate(reply)
+        if access.banned and not user.admin:
+            raise ServiceError(ErrorCode.FORBIDDEN, "You are banned from this room.")
+        if not access.member and not user.admin:
+            raise ServiceError(ErrorCode.NOT_MEMBER)
+        return access
+
+    async def _in_room(self, env: CommandEnvelope, room: str, command: str, change: Change) -> Any:
+        """Apply `change` at the room's next version, remember the reply under the request
+        id in the same transaction, and publish the `chat` event after commit."""
+        async with self._locks.hold(room):
+            try:
+                async with self.engine.begin() as conn:
+                    v = await sequencer.bump(conn, room)
+                    reply, event_data = await change(conn, v)
+                    await repo.set_chat_version(conn, room, v)
+                    await self.commands.remember(conn, env.user.id, env.id, command, reply)
+            except IntegrityError:
+                # A concurrent retry of the same request committed first: answer as it did.
+                recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
+                if recalled is None:
+                    raise
+                return recalled
+        await self.nc.publish(
+            events.subject_for("chat", room), events.encode("chat", room, v, event_data)
+        )
+        return reply
+
+    async def send(self, env: CommandEnvelope, data: ChatSend) -> Any:
+        room = _room(env)
+        recalled = await self.commands.recall(self.engine, env.user.id, env.id, "send")
+        if recalled is not None:
+            return recalled
+        await self._access(room, env.user)
+        verdict = await self.limiter.hit(env.user.id, now_ms())
+        if not verdict.allowed:
+            wait_s = max(1, math.ceil(verdict.retry_after_ms / 1000))
+            raise ServiceError(ErrorCode.RATE_LIMITED, f"Too many messages; wait {wait_s} s.")
+        message = ChatMessage(
+            id=uuid.uuid4().hex,
+            user_id=env.user.id,
+            name=env.user.name,
+            text=data.text,
+            at_ms=now_ms(),
+        )
+
+        async def change(conn: AsyncConnection, v: int) -> tuple[dict[str, Any], Any]:
+            await repo.insert_message(conn, message, room, v)
+            return {"message": message.model_dump()}, message.model_dump()
+
+        return await self._in_room(env, room, "send", change)
+
+    async def delete(self, env: CommandEnvelope, data: ChatDelete) -> Any:
+        room = _room(env)
+        recalled = await self.commands.recall(self.engine, env.user.id, env.id, "delete")
+        if recalled is not None:
+            return recalled
+        access = await self._access(room, env.user)
+        if not can_moderate(access, env.user):
+            raise ServiceError(ErrorCode.FORBIDDEN, "Only the owner and operators delete messages.")
+
+        async def change(conn: AsyncConnection, _v: int) -> tuple[dict[str, Any], Any]:
+            row = await repo.get_message(conn, room, data.message_id)
+            if row is None or row.deleted_at_ms is not None:
+                raise ServiceError(ErrorCode.NOT_FOUND, "No such message.")
+            await repo.mark_deleted(conn, row.id, env.user.id, now_ms())
+            return {"deleted": row.id}, ChatDeleted(deleted=row.id).model_dump()
+
+        return await self._in_room(env, room, "delete", change)
+
+    async def history(self, env: CommandEnvelope, data: ChatHistory) -> dict[str, Any]:
+        """A page of visible messages, newest first, and the chat version it was read at.
+
+        The version is read first and the page is limited to it, so a message committed in
+        between is not in the page but arrives as an event the client applies after it."""
+        room = _room(env)
+        await self._access(room, env.user)
+        async with self.engine.connect() as conn:
+            seq = await sequencer.current(conn, room) or 0  # see the gateway's snapshot
+            chat_v = await repo.chat_version(conn, room)
+            before_v = None
+            if data.before_id is not None:
+                anchor = await repo.get_message(conn, room, data.before_id)
+                if anchor is None:
+                    raise ServiceError(ErrorCode.NOT_FOUND, "No such message.")
+                before_v = anchor.v
+            rows = await repo.page(
+                conn, room, upto_v=chat_v, before_v=before_v, limit=data.limit + 1
+            )
+        return {
+            "messages": [repo.to_contract(r).model_dump() for r in rows[: data.limit]],
+            "has_more": len(rows) > data.limit,
+            "seq": seq,
+            "versions": {"chat": chat_v},
+        }
+
+
+def _room(env: CommandEnvelope) -> str:
+    if not env.room:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "room: required")
+    return env.room

@@ -1,0 +1,58 @@
+"""What every gateway hears besides room events: evictions, and requests for its figures.
+
+`st.gateway.evt.evict` names the sockets of a kicked or banned user; the gateway holding them
+takes them out of the room's channel (so they receive none of its events any more) and tells
+each socket with an `evicted` frame. `st.stats.gather` asks for this gateway's figures.
+"""
+
+import logging
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+
+from services.common import stats
+from services.common.contracts import events, subjects
+from services.common.contracts.envelope import EvictNotice
+
+if TYPE_CHECKING:
+    from .app import GatewayState
+
+log = logging.getLogger(__name__)
+
+
+async def evict(gw: "GatewayState", notice: EvictNotice) -> int:
+    """Take the named sockets out of the room; returns how many were here."""
+    wanted = set(notice.conns)
+    targets = [c for c in gw.connections if c.conn_id in wanted and notice.room in c.rooms]
+    frame = events.evicted(notice.room, notice.reason)
+    for conn in targets:
+        conn.rooms.discard(notice.room)
+        await gw.hub.remove(conn, notice.room)
+        conn.send(frame)
+    return len(targets)
+
+
+async def start(gw: "GatewayState") -> None:
+    """Subscribe for the gateway's lifetime (draining NATS at shutdown ends both)."""
+
+    async def on_notice(msg: Msg) -> None:
+        if msg.subject != subjects.gateway_notice("evict"):
+            return
+        try:
+            notice = EvictNotice.model_validate_json(msg.data)
+        except ValueError:
+            log.warning("bad notice on %s", msg.subject)
+            return
+        if await evict(gw, notice):
+            log.info("evicted %s from %s (%s)", notice.user_id, notice.room, notice.reason)
+
+    async def figures() -> tuple[dict[str, float], dict[str, float]]:
+        return {
+            "connections": float(len(gw.connections)),
+            "rooms": float(gw.hub.room_count),
+            "messages_per_s": gw.frames.per_second(),
+            "events_per_s": gw.hub.events.per_second(),
+        }, {}
+
+    await gw.nc.subscribe(subjects.GATEWAY_NOTICES, cb=on_notice)
+    await stats.serve(gw.nc, "gateway", gw.settings.gateway_id, figures)
