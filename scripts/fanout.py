@@ -20,8 +20,9 @@ service but the janitor) and the gateway as separate processes (tests.support.sy
 stopped in reverse order at the end, also on error or Ctrl-C. The report is printed as a
 table and written as JSON to --out.
 
-Exit status: 0 when every round reached every member, 2 when some event was lost (the report
-is still written), 1 on any other failure, 130 on Ctrl-C.
+Exit status: 0 when every event reached every member, 2 when some was lost (a round missed a
+member, or a joined member got no events until it joined again; the report is still written),
+1 on any other failure, 130 on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ FDS_PER_CLIENT = 1
 FD_MARGIN = 512
 # A join that times out is tried again, waiting 0.5, 1, 2, 4, 5 s in between.
 JOIN_ATTEMPTS = 6
+JOIN_WAIT_S = 30.0
+# Settling after `play` gives up when no further member has seen `playing` for this long.
+SETTLE_STALL_S = 30.0
 # How long --start waits for auth, rooms, queue and gateway to answer.
 STACK_READY_TIMEOUT_S = 90.0
 
@@ -74,6 +78,14 @@ class BenchError(RuntimeError):
     """The benchmark could not run (the system is not there, a phase timed out, ...)."""
 
     partial: dict[str, Any] | None = None  # what was measured before it failed
+
+
+class ReplyError(BenchError):
+    """The gateway answered a request with `ok: false`."""
+
+    def __init__(self, type_: str, code: str, message: str) -> None:
+        super().__init__(f"{type_} failed: {code}: {message}")
+        self.code = code
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -300,7 +312,7 @@ class Member:
             self.replies.pop(request_id, None)
         if not reply.get("ok"):
             err = reply.get("error") or {}
-            raise BenchError(f"{type_} failed: {err.get('code')}: {err.get('message')}")
+            raise ReplyError(type_, str(err.get("code")), str(err.get("message")))
         return reply.get("data") or {}
 
     @property
@@ -421,7 +433,9 @@ async def join_all(
         async with sem:
             for attempt in range(JOIN_ATTEMPTS):
                 try:
-                    await member.call("join", {"player": False}, room=room, wait_s=15)
+                    # Longer than the gateway's own worst case (three service requests of
+                    # 3 s): a retry must not overlap the join it repeats.
+                    await member.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
                     break
                 except (BenchError, TimeoutError) as exc:
                     if member.closed:
@@ -522,15 +536,9 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         t = time.monotonic()
         await owner.call("queue.add", {"video_id": VIDEO_ID}, room=room, wait_s=10)
         await owner.call("play", room=room, wait_s=10)
-        try:
-            # Events reach each socket in version order: once every member has seen
-            # `playing`, every members event of the join storm is behind it.
-            await asyncio.wait_for(bench.all_playing.wait(), phase_timeout)
-        except TimeoutError as exc:
-            raise BenchError(
-                f"only {len(bench.playing)}/{bench.alive} members saw `playing` "
-                f"within {phase_timeout:.0f} s"
-            ) from exc
+        # Events reach each socket in version order: once every member has seen `playing`,
+        # every members event of the join storm is behind it.
+        stragglers = await settle(bench, members, room, phase_timeout, progress)
         phases["settle_s"] = round(time.monotonic() - t, 3)
         if bench.closed:
             progress.note(f"warning: {len(bench.closed)} sockets closed while joining")
@@ -546,6 +554,7 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         rss["after_rounds"] = read_rss_kb(gateway_pid)
         result = report(args, base_url, gateway_pid, rounds, bench, rss, phases)
         result["not_joined"] = len(not_joined)
+        result["stragglers"] = stragglers
         # Other work on the machine skews every figure: keep how busy it was.
         result["machine"]["loadavg_1m"] = {
             "before_rounds": load_before,
@@ -565,10 +574,62 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
                 Counter(f"{code} {reason}".strip() for code, reason in bench.closed.values())
             ),
             "members_frames_skipped": bench.members_frames,
+            "saw_playing": len(bench.playing),
+            "alive": bench.alive,
         }
         raise
     finally:
         await close_all(members)
+
+
+async def settle(
+    bench: Bench, members: list[Member], room: str, limit_s: float, progress: Progress
+) -> dict[str, Any]:
+    """Wait until every live member has seen `playing`, or until that stops progressing.
+
+    A member still waiting then is a straggler: its join was answered, yet no event reaches
+    it. Each one is asked for `room.sync` (the gateway answers `not_member` when the socket is
+    not in the room's channel) and then joins again, so the rounds still time N members; the
+    report keeps both counts.
+    """
+    started = time.monotonic()
+    seen, changed = -1, started
+    while not bench.all_playing.is_set():
+        now = time.monotonic()
+        if len(bench.playing) != seen:
+            seen, changed = len(bench.playing), now
+        elif now - changed > SETTLE_STALL_S or now - started > limit_s:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(bench.all_playing.wait(), 1.0)
+    late = [m for m in members if not m.closed and m.idx not in bench.playing]
+    out: dict[str, Any] = {"count": len(late), "members": [m.idx for m in late][:50]}
+    if not late:
+        return out
+    progress.note(
+        f"warning: {len(late)} joined members got no `playing` event "
+        f"(members {out['members'][:10]}...); checking with room.sync, then joining again"
+    )
+    sync_codes: Counter[str] = Counter()
+    rejoined = 0
+    for member in late:
+        try:
+            await member.call("room.sync", room=room, wait_s=JOIN_WAIT_S)
+            sync_codes["ok"] += 1
+        except ReplyError as exc:
+            sync_codes[exc.code] += 1
+        except (BenchError, TimeoutError) as exc:
+            sync_codes[type(exc).__name__] += 1
+        try:
+            snapshot = await member.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+        except (BenchError, TimeoutError):
+            continue
+        rejoined += 1
+        if (snapshot.get("playback") or {}).get("status") == "playing":
+            bench.playing.add(member.idx)
+    out["room_sync_replies"] = dict(sync_codes)
+    out["rejoined"] = rejoined
+    return out
 
 
 async def close_all(members: list[Member]) -> None:
@@ -691,6 +752,12 @@ def render(result: dict[str, Any], color: bool) -> str:
         + (f" {result['close_reasons']}" if result["close_reasons"] else "")
         + f" - {state}"
     )
+    late = result.get("stragglers") or {}
+    if late.get("count"):
+        lines.append(
+            f"{red}stragglers: {late['count']} joined members got no events{reset} "
+            f"(room.sync: {late.get('room_sync_replies')}; joined again: {late.get('rejoined')})"
+        )
     rss = result["rss_kb"]
     per_conn = result["rss_per_connection_kb"]
     lines.append(
@@ -907,7 +974,11 @@ def main(argv: list[str] | None = None) -> int:
     color = not args.no_color and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render(result, color))
     print(f"report: {out}")
-    complete = result["lost_events"] == 0 and result["rounds_complete"] == args.rounds
+    complete = (
+        result["lost_events"] == 0
+        and result["rounds_complete"] == args.rounds
+        and not result["stragglers"]["count"]
+    )
     return 0 if complete else 2
 
 

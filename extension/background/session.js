@@ -154,6 +154,10 @@ export class Session {
       if (room === this.config.room) this._pushState(cause);
     });
     client.on('clock', () => this._pushState('clock'));
+    client.on('evicted', ({ room, reason }) => {
+      if (room !== this.config.room) return;
+      this._leftRoom({ code: 'evicted', message: `You were removed from room ${room}${reason ? ` (${reason})` : ''}.` });
+    });
     client.on('error', ({ source, room, error: err }) => {
       // A re-join the server refuses (room closed, kicked): we are no longer in it.
       if (source === 'join' && room === this.config.room && !CLIENT_ERROR_CODES.includes(err.code)) {

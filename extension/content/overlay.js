@@ -45,6 +45,7 @@ ol, ul { list-style: none; margin: 0; padding: 0; }
 .members .role { font-size: 11px; color: #a1a1aa; }
 .chat .log { max-height: 140px; overflow-y: auto; background: #111113; border-radius: 6px; padding: 4px 6px; }
 .chat .log div { word-wrap: break-word; } .chat .log b { color: #fca5a5; }
+select { font: inherit; color: #f4f4f5; background: #27272a; border: 1px solid #52525b; border-radius: 6px; padding: 3px 4px; }
 input { font: inherit; color: #f4f4f5; background: #111113; border: 1px solid #52525b; border-radius: 6px;
   padding: 4px 6px; flex: 1; min-width: 0; }
 .qr { display: flex; gap: 8px; align-items: center; }
@@ -53,6 +54,9 @@ input { font: inherit; color: #f4f4f5; background: #111113; border: 1px solid #5
 .notice { background: #422006; border: 1px solid #a16207; border-radius: 6px; padding: 4px 8px; }
 .notice:empty { display: none; }
 `;
+
+// Speeds offered for the room (the rooms service accepts 0.25-2, as YouTube's player).
+const RATES = [0.5, 0.75, 1, 1.25, 1.5, 2];
 
 const fmt = (ms) => {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -122,7 +126,13 @@ export class Overlay {
             btn('back10', '−10 s', cmd('seek', () => ({ position_ms: Math.max(0, this._position() - 10_000) }))),
             btn('fwd10', '+10 s', cmd('seek', () => ({ position_ms: this._position() + 10_000 }))),
             btn('restart', '⟲', cmd('restart'), { title: 'Restart', 'aria-label': 'Restart' }),
-            btn('skip', 'Skip »', cmd('skip'))),
+            btn('skip', 'Skip »', cmd('skip')),
+            ($.rate = h('select', {
+              'data-st': 'rate',
+              title: 'Speed for everybody',
+              'aria-label': 'Playback speed for everybody',
+              onchange: () => this._run(() => this.actions.command('rate', { rate: Number($.rate.value) })),
+            }, ...RATES.map((r) => h('option', { value: String(r) }, `${r}×`))))),
           h('section', { class: 'row' },
             btn('add-current', '+ Add this video', () => this._run(() => this.actions.addCurrent()))),
           h('section', { class: 'queue' }, h('h3', {}, 'Queue'), ($.queue = h('ol', { 'data-st': 'queue' }))),
@@ -206,8 +216,9 @@ export class Overlay {
     }
     $.hint.textContent = this.view.player ? '' : 'Another tab plays the room\'s video.';
     const allowed = Boolean(this.view.canControl);
-    for (const name of ['play', 'pause', 'back10', 'fwd10', 'restart', 'skip']) $[name].disabled = !allowed;
+    for (const name of ['play', 'pause', 'back10', 'fwd10', 'restart', 'skip', 'rate']) $[name].disabled = !allowed;
     const pb = state.playback ?? {};
+    if (this.root.activeElement !== $.rate) $.rate.value = String(pb.rate ?? 1);
     const entry = state.queue.find((e) => e.id === pb.entry_id);
     $.now.textContent = pb.entry_id ? (pb.title ?? entry?.title ?? pb.video_id) : 'Nothing playing';
     $.now.dataset.status = pb.status ?? 'idle';

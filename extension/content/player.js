@@ -27,35 +27,35 @@ const USER_SEEK_MS = 700;
 // After a start or a seek the pipeline needs a moment before currentTime means anything.
 const SETTLE_MS = 300;
 // A scheduled start re-arms its timer until this close, then spins the rest: setTimeout
-// fires a ms or more late. Kept short on purpose: every player in a room reaches the same
-// instant together, and long spins on a shared or busy machine starve the media threads
-// that have to start the clock (a 12 ms spin made starts noisier here, not better).
+// fires a ms or more late. Kept short on purpose: every player on a machine reaches the same
+// instant together, and long spins on a busy machine starve the threads that start the clock.
 const SPIN_MS = 2;
+// A player that finds the room already playing starts this far ahead, at the position the
+// room will have then: time for the seek to finish (~100 ms on YouTube, keyframes 2 s apart).
+const LATE_START_MS = 400;
+// Drift past this is fixed by such a scheduled restart instead of a nudge: it costs a pause of
+// LATE_START_MS, where nudging 300 ms away at the 5 % clamp takes 6 s of audibly faster play.
+// (driftCorrection's default, 1 s, is for a plain seek, which rebuffers and lands late.)
+const RESYNC_MS = 300;
 // `ready` normally waits for HAVE_FUTURE_DATA; a player stuck below it reports anyway
 // after this, so the start is not held back for the whole PLAYBACK_START_TIMEOUT_MS.
 const READY_FALLBACK_MS = 1500;
 // Our own events are expected within this; older counts are stale (an event that never came).
 const OWN_EVENT_TTL_MS = 3000;
-// The dead band, with hysteresis: a nudge starts past DEAD_BAND_MS and goes on until the drift
-// is under SETTLED_MS. Tighter than driftCorrection's default 15 ms: two players each 15 ms
-// off on opposite sides are 30 ms apart, and the median filter below takes out the jitter the
-// default guards against. The hysteresis matters because every switch of playbackRate between
-// 1 and a nudge costs a jump: Chromium's audio renderer passes audio through at rate 1 and
-// time-stretches (WSOLA) otherwise, and entering the stretcher sets the clock back ~20 ms
-// (leaving it, ~5 ms forward; measured in Chromium 156). A controller that stops at the dead
-// band's edge falls back out of it at once and oscillates.
-const DEAD_BAND_MS = 6;
-const SETTLED_MS = 2;
+// Hysteresis around driftCorrection's dead band (15 ms): once a nudge starts it goes on until
+// the drift is under SETTLED_MS. The reason is a property of Chromium (156, measured here):
+// every switch of playbackRate between 1 and any other rate moves the clock, as the audio
+// renderer passes audio through at rate 1 and time-stretches (WSOLA) otherwise: entering the
+// stretcher sets the clock back ~20 ms, leaving it ~5 ms forward. A controller that stops at
+// the dead band's edge falls back out of it at once and oscillates; one with a narrower dead
+// band pays a 20 ms jump to fix a 7 ms error. Players in one room start with much the same
+// error (the same start latency) and so correct it together: the spread stays small.
+const SETTLED_MS = 3;
+// Drift is the median of the last few ticks: one late tick must not start a nudge.
+const DRIFT_WINDOW = 3;
 // Even between two stretched rates a change of playbackRate moves the clock by a few ms, so
 // the nudge is re-set only when the wanted rate moved by this much (0.3 %), not every tick.
 const RATE_STEP = 0.003;
-// Drift is the median of the last few ticks: one late tick must not start a nudge.
-const DRIFT_WINDOW = 3;
-// play() takes tens of ms to get the media clock going (~80 ms in headless Chromium with
-// sound). Each start measures it and the next start calls play() that much earlier; kept per
-// site in localStorage, as it is a property of this browser and machine.
-const START_LAG_KEY = 'sharetube.startLagMs';
-const START_LAG_MAX_MS = 250;
 
 export class VideoSync {
   /**
@@ -82,14 +82,13 @@ export class VideoSync {
     this.inflight = 0;
     this.readyKey = null;
     this.holdSince = 0;
+    this.holdKey = null;
     this.settleUntil = 0;
     this.start = null; // {anchor, timer}
     this.startedFor = null; // the anchor whose start has fired
     this.lastDriftMs = null;
     this.recentDrift = [];
     this.correcting = false;
-    this.startLagMs = Math.min(START_LAG_MAX_MS, Math.max(0, Number(localStorage.getItem(START_LAG_KEY)) || 0));
-    this.measureLag = null; // {lagUsed}: the first drift after a scheduled start measures the lag
     this._timer = setInterval(() => this.apply(), TICK_MS);
   }
 
@@ -234,6 +233,10 @@ export class VideoSync {
     const v = this.video;
     const key = `${pb.entry_id}@${this.view.state.versions?.playback ?? ''}`;
     if (this.readyKey === key || v.seeking) return;
+    if (this.holdKey !== key) {
+      this.holdKey = key; // a new start: the fallback below counts from now
+      this.holdSince = performance.now();
+    }
     if (Math.abs(v.currentTime * 1000 - pb.position_ms) > HOLD_TOLERANCE_MS) return;
     const waited = performance.now() - this.holdSince;
     if (v.readyState < 3 && !(v.readyState >= 2 && waited > READY_FALLBACK_MS)) return;
@@ -256,18 +259,19 @@ export class VideoSync {
     if (v.ended) return; // the room moves on by itself (`ended` was sent)
     const expected = expectedPositionMs(pb, now);
     if (v.paused) {
-      // Late (joined mid-video, missed the anchor, came back from an ad): jump in and go.
-      if (this.start) return; // a scheduled start is about to fire
-      if (Math.abs(v.currentTime * 1000 - expected) > HOLD_TOLERANCE_MS) this._seek(expected);
-      this._play(rate);
-      this.settleUntil = performance.now() + SETTLE_MS;
+      // Late (joined mid-video, the event came after the anchor, back from an ad): a start
+      // of our own, LATE_START_MS ahead at where the room will be then, as precise as the
+      // room's own; play() right away from a seek would start as late as the seek is slow.
+      if (this.start) return; // a start is scheduled
+      const at = now + LATE_START_MS;
+      this._seek(expectedPositionMs(pb, at));
+      this._scheduleStart(pb.anchor_ms, rate, at);
       return;
     }
     if (v.seeking || performance.now() < this.settleUntil) return;
     const raw = v.currentTime * 1000 - expected;
     this.lastDriftMs = raw;
     this._onDrift(raw);
-    if (this.measureLag) this._learnLag(raw);
     this.recentDrift.push(raw);
     if (this.recentDrift.length > DRIFT_WINDOW) this.recentDrift.shift();
     const drift = median(this.recentDrift);
@@ -275,38 +279,34 @@ export class VideoSync {
       expectedMs: expected,
       actualMs: expected + drift,
       rate,
-      thresholds: { deadBandMs: this.correcting ? SETTLED_MS : DEAD_BAND_MS },
+      thresholds: this.correcting ? { deadBandMs: SETTLED_MS, seekMs: RESYNC_MS } : { seekMs: RESYNC_MS },
     });
     this.correcting = fix.action === 'nudge';
     if (fix.action === 'seek') {
-      this._seek(fix.seekToMs);
+      // Far off (a stall, a slow machine): stop and start again on a schedule, like a late
+      // player, which lands within a few ms; a plain seek lands as late as it is slow.
       this.recentDrift = [];
       v.playbackRate = rate;
+      this._pause();
+      this._follow(pb);
     } else if (fix.action === 'none' ? v.playbackRate !== rate : Math.abs(v.playbackRate - fix.playbackRate) >= RATE_STEP * rate) {
       v.playbackRate = fix.action === 'none' ? rate : fix.playbackRate;
     }
   }
 
-  /** The first drift after a scheduled start says how late play() really started. */
-  _learnLag(driftMs) {
-    const lag = this.measureLag.lagUsed - driftMs;
-    this.measureLag = null;
-    // Mostly the new measure, a little of the old: one start on a busy moment must not throw
-    // it far off, but the first start (nothing learned yet) should teach most of it.
-    const next = Math.min(START_LAG_MAX_MS, Math.max(0, 0.3 * this.startLagMs + 0.7 * lag));
-    this.startLagMs = next;
-    localStorage.setItem(START_LAG_KEY, String(Math.round(next)));
-  }
 
-  _scheduleStart(anchorMs, rate) {
+  /**
+   * Call play() at server time `atMs` (the room's anchor, or a late player's own start), if
+   * the room is still in the start that has `anchorMs`.
+   */
+  _scheduleStart(anchorMs, rate, atMs = anchorMs) {
     if (this.start?.anchor === anchorMs) return;
     this._cancelStart();
     const start = { anchor: anchorMs, timer: null };
     this.start = start;
-    const lagMs = this.startLagMs;
     const fire = () => {
       if (this.start !== start) return;
-      const left = anchorMs - lagMs - this.serverNow();
+      const left = atMs - this.serverNow();
       if (left > SPIN_MS) {
         start.timer = setTimeout(fire, Math.max(0, left - SPIN_MS));
         return;
@@ -317,13 +317,15 @@ export class VideoSync {
       }
       this.start = null;
       if (this.playback?.status !== 'playing' || this.playback.anchor_ms !== anchorMs) return;
+      // Still seeking, or no frame to show: play() would start whenever that ends. Leave it
+      // to the next tick, which schedules a new start (the late path in _follow).
+      if (this.video.seeking || this.video.readyState < 2) return;
       this.startedFor = anchorMs;
       this.holdSince = 0;
       this._play(rate);
-      this.settleUntil = performance.now() + lagMs + SETTLE_MS;
+      this.settleUntil = performance.now() + SETTLE_MS;
       this.recentDrift = [];
       this.correcting = false;
-      this.measureLag = { lagUsed: lagMs };
     };
     fire();
   }

@@ -128,77 +128,48 @@ export function socketUrl() {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 }
 
-/** Reconnect delays: 0.5 s doubling to 15 s, each with ±30 % jitter so a restarted gateway
- * is not hit by every page at the same instant. */
-export function backoffMs(attempt, random = Math.random) {
-  const base = Math.min(15_000, 500 * 2 ** Math.min(attempt, 5));
-  return Math.round(base * (0.7 + 0.6 * random()));
-}
-
 /**
- * A connected ShareTubeClient that reconnects by itself after any close except a sign-out
- * (4001); the client re-joins its rooms and re-syncs the clock on every open.
+ * A connected ShareTubeClient that comes back by itself: the client's own `reconnect` (backoff
+ * with jitter, the drain window a restarting gateway names, rooms re-joined with a fresh
+ * snapshot, unanswered commands sent again under the same id). This adds what only a page
+ * knows: a token refused at the upgrade (a browser sees only a plain close) means the user
+ * was signed out, and a tab that comes back to the foreground or online retries at once.
  *
  * @param {string} token
  * @param {{onStatus?: (status: 'connecting'|'open'|'reconnecting'|'signed_out') => void}} [hooks]
- * @returns {{client: ShareTubeClient, ready: Promise<void>, reconnectNow: () => void, stop: () => void}}
+ * @returns {{client: ShareTubeClient, ready: Promise<void>, stop: () => void}}
  */
 export function liveClient(token, { onStatus = () => {} } = {}) {
-  const client = new ShareTubeClient({ url: socketUrl(), token });
-  let attempt = 0;
-  let timer = null;
+  const client = new ShareTubeClient({ url: socketUrl(), token, reconnect: true });
   let stopped = false;
-  let everOpened = false;
-
-  const connect = () => {
-    timer = null;
-    if (stopped || client.connected) return;
-    client.connect().catch(() => {}); // a failure shows up as `close`
-  };
-  const reconnectNow = () => {
-    if (stopped || client.connected) return;
-    clearTimeout(timer);
-    connect();
-  };
-
-  client.on('open', () => {
-    attempt = 0;
-    everOpened = true;
-    onStatus('open');
-  });
-  client.on('close', async ({ code }) => {
+  const stop = (status) => {
     if (stopped) return;
-    if (code === 4001) {
-      stopped = true;
-      onStatus('signed_out');
-      return;
-    }
-    // A refused upgrade reaches a browser as a plain close: ask whether the token is dead.
-    if (!everOpened && attempt >= 2 && (await currentUser().catch(() => undefined)) === null) {
-      stopped = true;
-      onStatus('signed_out');
-      return;
-    }
-    onStatus('reconnecting');
-    timer = setTimeout(connect, backoffMs(attempt++));
+    stopped = true;
+    client.disconnect();
+    if (status) onStatus(status);
+  };
+  const retryNow = () => {
+    if (!stopped && !client.connected) client.connect().catch(() => {});
+  };
+
+  client.on('open', () => onStatus('open'));
+  client.on('close', ({ code }) => {
+    if (code === 4001) stop('signed_out'); // the server closed it: signed out elsewhere
   });
-  addEventListener('online', reconnectNow);
+  client.on('reconnecting', async ({ attempt }) => {
+    if (stopped) return;
+    onStatus('reconnecting');
+    if (attempt >= 3 && (await currentUser().catch(() => undefined)) === null) stop('signed_out');
+  });
+  addEventListener('online', retryNow);
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible') reconnectNow();
+    if (document.visibilityState === 'visible') retryNow();
   });
 
   onStatus('connecting');
   const ready = client.connect();
-  return {
-    client,
-    ready,
-    reconnectNow,
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-      client.disconnect();
-    },
-  };
+  ready.catch(() => {}); // reported as `close`, then retried
+  return { client, ready, stop: () => stop(null) };
 }
 
 /** Renders the sign-in controls into `root`: a guest name form and a Google button. */

@@ -60,6 +60,7 @@ let joining = false;
 let seeking = false; // the thumb is held: the ticking position must not move it
 let drag = null; // a queue entry being dragged: re-renders wait until it is dropped
 let focusAfterRender = null;
+let ticking = null;
 
 const client = () => live?.client;
 const state = () => (wanted ? client()?.getState(wanted) : undefined);
@@ -101,6 +102,7 @@ function showSignIn() {
     },
     onError: fail,
   });
+  if (wanted) ui.signin.append(h('p', { class: 'small muted' }, 'Then you join room ', h('strong', { class: 'mono' }, wanted), '.'));
 }
 
 function signedIn() {
@@ -114,8 +116,8 @@ function signedIn() {
   c.on('open', () => {
     if (wanted && !c.getState(wanted)) joinWanted();
   });
-  c.on('state', ({ room }) => {
-    if (room === wanted) render();
+  c.on('state', ({ room, cause }) => {
+    if (room === wanted) render(cause);
   });
   c.on('evicted', ({ room, reason }) => {
     if (room !== wanted) return;
@@ -130,7 +132,7 @@ function signedIn() {
   });
   if (wanted) openRoom(wanted);
   else showPick();
-  setInterval(tick, TICK_MS);
+  ticking ??= setInterval(tick, TICK_MS);
 }
 
 async function leaveAndSignOut() {
@@ -204,20 +206,29 @@ ui.leave.addEventListener('click', showPick);
 
 const isRunning = (status) => status === 'playing' || status === 'starting';
 
-function render() {
+/** Draw the room, or only the part an event changed (`cause`: the event type). */
+function render(cause = 'snapshot') {
   const s = state();
   if (!s) return;
+  const all = !['playback', 'queue', 'members', 'chat', 'settings'].includes(cause);
   ui.room.hidden = false;
   ui.code.textContent = s.room?.code ?? wanted;
   ui.name.textContent = s.settings?.name ?? '';
-  renderPlayback(s);
-  if (!drag) renderQueue(s);
-  renderMembers(s);
-  renderChat(s);
+  if (all || cause === 'playback') renderPlayback(s);
+  if ((all || cause === 'queue') && !drag) keepFocus(ui.queue, () => renderQueue(s));
+  if (all || cause === 'members') renderMembers(s);
+  if (all || cause === 'chat') renderChat(s);
   if (focusAfterRender) {
-    ui.queue.querySelector(`[data-entry-id="${CSS.escape(focusAfterRender)}"] .handle`)?.focus();
+    ui.queue.querySelector(`[data-key="handle:${CSS.escape(focusAfterRender)}"]`)?.focus();
     focusAfterRender = null;
   }
+}
+
+/** Re-drawing a list replaces its buttons: give focus back to the one that had it. */
+function keepFocus(root, draw) {
+  const key = root.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+  draw();
+  if (key) root.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
 }
 
 function renderPlayback(s) {
@@ -264,6 +275,7 @@ function renderQueue(s) {
     const handle = h('button', {
       type: 'button',
       class: 'handle',
+      dataset: { key: `handle:${entry.id}` },
       'aria-label': `Move “${title}”, number ${index + 1} of ${entries.length}`,
       onkeydown: (ev) => keyMove(ev, entry, index, entries.length),
       onpointerdown: (ev) => startDrag(ev, entry),
@@ -278,6 +290,7 @@ function renderQueue(s) {
       h('button', {
         type: 'button',
         class: 'remove',
+        dataset: { key: `remove:${entry.id}` },
         'aria-label': `Remove “${title}”`,
         onclick: () => run(() => client().queueRemove(entry.id, { room: wanted })),
       }, '✕'));

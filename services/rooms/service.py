@@ -526,8 +526,11 @@ class RoomsService:
                 for code in due:
                     if code not in self._timers:
                         await self.due(code)
-            except Exception:
-                log.exception("deadline sweep failed")
+            except Exception as exc:
+                if bus.is_outage(exc):  # the database is restarting: next sweep
+                    log.warning("deadline sweep skipped: %r", exc)
+                else:
+                    log.exception("deadline sweep failed")
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except TimeoutError:

@@ -7,10 +7,9 @@ through each browser's popup opened as a tab."""
 import asyncio
 import json
 import time
-from typing import Any
-
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,8 +104,7 @@ async def all_playing(users: list[ExtBrowser], video_id: str, after_ms: float = 
 async def _where(user: ExtBrowser) -> Any:
     client = await user.sw(
         "() => { const c = globalThis.sharetube.client; const st = c.getState();"
-        " return {room: c.room, joined: [...c._joined.keys()], buffers: [...c._buffers.keys()],"
-        " v: st?.v, versions: st?.versions, last: st?.lastEventV, connected: c.connected}; }"
+        " return {room: c.room, connected: c.connected, versions: st?.versions}; }"
     )
     return {"room": await user.room_playback(), "video": await user.video(), "client": client}
 
@@ -216,12 +214,24 @@ async def test_room_through_popups_and_controls_reach_everyone(trio: list[ExtBro
     await ann.watch.evaluate(PLAY_VIDEO)
     await all_playing(trio, Y, after_ms=30_100)
 
+    # Cat makes it 1.5× for everybody (the room's rate, applied by every player).
+    await cat.overlay("rate").select_option("1.5")
+    for user in trio:
+        await wait_until(lambda u=user: _rate_near(u, 1.5), what=f"{user.name} at 1.5×")
+    assert max(await spreads(trio, 3)) < SPREAD_BOUND_MS
+    await cat.overlay("rate").select_option("1")
+
     # Ben skips in the overlay: the room moves on to X, and every tab opens it and plays.
     await ben.overlay("skip").click()
     await all_playing(trio, X, after_ms=200)
     for user in trio:
         assert (await user.room_playback())["video_id"] == X
     assert max(await spreads(trio, 4)) < SPREAD_BOUND_MS
+
+
+async def _rate_near(user: ExtBrowser, rate: float) -> bool:
+    pb, v = await user.room_playback(), await user.video()
+    return pb["rate"] == rate and v is not None and abs(v["rate"] - rate) <= 0.05 * rate
 
 
 async def _between(value: Any, lo: float, hi: float) -> bool:

@@ -40,6 +40,7 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
         "rounds_complete",
         "lost_events",
         "closed_sockets",
+        "stragglers",
         "phases",
         "rounds_detail",
     } <= report.keys()
@@ -50,6 +51,7 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
     assert report["lost_events"] == 0
     assert report["closed_sockets"] == 0
     assert report["rounds_complete"] == ROUNDS
+    assert report["stragglers"]["count"] == 0  # every joined member got the join's events
     rounds = report["rounds_detail"]
     assert [r["position_ms"] for r in rounds] == [k * 1000 for k in range(1, ROUNDS + 1)]
     for r in rounds:

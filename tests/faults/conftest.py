@@ -85,6 +85,8 @@ class FaultSystem:
     gateway_ports: list[int]
     # name -> the extra env it was started with, to start it again the same way
     started_with: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Processes a test killed or stopped on purpose; every other one must stay up.
+    retired: set[str] = field(default_factory=set)
 
     @property
     def ws_urls(self) -> list[str]:
@@ -101,15 +103,24 @@ class FaultSystem:
 
     def alive(self, prefix: str) -> list[ServiceProcess]:
         return [
-            p
-            for p in self.system.processes
-            if p.name.startswith(prefix) and p.proc.poll() is None
+            p for p in self.system.processes if p.name.startswith(prefix) and p.proc.poll() is None
         ]
 
-    def restart_like(self, dead: ServiceProcess) -> ServiceProcess:
-        """Bring a killed replica back, as its Deployment would."""
-        service = self.start(dead.name.rsplit("-", 1)[0], self.started_with[dead.name])
-        return service
+    def retire(self, service: ServiceProcess) -> None:
+        self.retired.add(service.name)
+
+    def unexpectedly_dead(self) -> list[str]:
+        return [
+            p.name
+            for p in self.system.processes
+            if p.name not in self.retired and p.proc.poll() is not None
+        ]
+
+    def replace(self, dead: ServiceProcess, **extra_env: str) -> ServiceProcess:
+        """Bring a killed replica back, as its Deployment would (a gateway or janitor with a
+        new id: a process's sessions and lease are its own)."""
+        env = {**self.started_with[dead.name], **extra_env}
+        return self.start(dead.name.rsplit("-", 1)[0], env)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ Recovery times are measured, never asserted: they go to .bench/faults.json and t
 """
 
 import asyncio
-import os
+import itertools
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +24,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+import websockets
 
 from services.janitor.lease import LEASE_KEY
 from tests.support.client import PARTS, ReplyError, guest
@@ -93,7 +94,7 @@ class Load:
         stalls = []
         for c in self.clients:
             done = sorted(a.finished for a in c.acked if a.finished >= since)
-            stalls += [b - a for a, b in zip(done, done[1:], strict=False)]
+            stalls += [b - a for a, b in itertools.pairwise(done)]
         return {
             "acked_commands": len(self.acked),
             "retried_commands": sum(1 for a in window if a.tries > 1),
@@ -174,6 +175,7 @@ async def run_fault(
     room = (await crowd[0].command("room.create", {"control_mode": "any"}))["room"]["code"]
     for client in crowd:
         await client.join(room)
+    reconnects, resyncs = sum(c.reconnects for c in crowd), sum(c.resyncs for c in crowd)
     load = Load(crowd, room)
     load.start()
     await asyncio.sleep(STEADY_S)
@@ -193,8 +195,8 @@ async def run_fault(
         "recovery_s": recovery_s,
         **figures,
         **outcome,
-        "reconnects": sum(c.reconnects for c in crowd),
-        "resyncs": sum(c.resyncs for c in crowd),
+        "reconnects": sum(c.reconnects for c in crowd) - reconnects,
+        "resyncs": sum(c.resyncs for c in crowd) - resyncs,
         **(extra or {}),
     }
     for client in crowd:  # the room empties, and the janitor closes it a little later
@@ -203,33 +205,31 @@ async def run_fault(
     return load
 
 
-def _kill(faults: FaultSystem, service: str) -> Callable[[], Awaitable[None]]:
-    async def inject() -> None:
-        victim = faults.alive(service)[0]
-        victim.kill()  # SIGKILL: no drain, no goodbye
-        killed.append(victim)
+class Kill:
+    """kill -9 of one replica; afterwards the orchestrator brings a new one up."""
 
-    killed: list[Any] = []
-    inject.killed = killed  # type: ignore[attr-defined]
-    return inject
+    def __init__(self, faults: FaultSystem, service: str) -> None:
+        self.faults = faults
+        self.service = service
+        self.victim: Any = None
 
+    async def __call__(self) -> None:
+        self.victim = self.faults.alive(self.service)[0]
+        self.faults.retire(self.victim)
+        self.victim.kill()  # SIGKILL: no drain, no goodbye
 
-async def _back(faults: FaultSystem, inject: Any, **extra_env: str) -> None:
-    """The orchestrator brings the killed replica back, for the faults that follow."""
-    for dead in inject.killed:
-        env = {**faults.started_with[dead.name], **extra_env}
-        service = faults.system.start_service(dead.name.rsplit("-", 1)[0], env)
-        faults.started_with[service.name] = env
-    await asyncio.sleep(1.5)
+    async def replace(self, **extra_env: str) -> None:
+        self.faults.replace(self.victim, **extra_env)
+        await asyncio.sleep(1.5)  # its imports and connections, before the next fault
 
 
 @pytest.mark.parametrize("service", ["rooms", "queue", "chat"])
 async def test_kill_a_service_replica(
     service: str, faults: FaultSystem, crowd: list[ResilientClient], report: dict[str, Any]
 ) -> None:
-    inject = _kill(faults, service)
-    await run_fault(f"kill -9 {service}", crowd, report, inject)
-    await _back(faults, inject)
+    kill = Kill(faults, service)
+    await run_fault(f"kill -9 {service}", crowd, report, kill)
+    await kill.replace()
 
 
 async def test_kill_an_auth_replica(
@@ -253,9 +253,9 @@ async def test_kill_an_auth_replica(
                 await asyncio.sleep(0.05)
 
     prober = asyncio.create_task(sign_ins())
-    inject = _kill(faults, "auth")
+    kill = Kill(faults, "auth")
     try:
-        await run_fault("kill -9 auth", crowd, report, inject)
+        await run_fault("kill -9 auth", crowd, report, kill)
     finally:
         stop.set()
         await prober
@@ -264,7 +264,7 @@ async def test_kill_an_auth_replica(
             me = await http.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200, me.text
     report["kill -9 auth"]["sign_ins"] = len(tokens)
-    await _back(faults, inject)
+    await kill.replace()
 
 
 async def test_kill_a_gateway(
@@ -272,9 +272,9 @@ async def test_kill_a_gateway(
 ) -> None:
     """Its clients reconnect to the other gateway; the janitor marks the dead gateway's
     sessions away and removes them; the members list ends up true again."""
-    inject = _kill(faults, "gateway")
-    await run_fault("kill -9 gateway", crowd, report, inject)
-    await _back(faults, inject, GATEWAY_ID=f"gw-r{time.monotonic_ns()}")
+    kill = Kill(faults, "gateway")
+    await run_fault("kill -9 gateway", crowd, report, kill)
+    await kill.replace(GATEWAY_ID=f"gw-r{time.monotonic_ns()}")
 
 
 async def test_kill_the_janitor_leader(
@@ -292,6 +292,7 @@ async def test_kill_the_janitor_leader(
             for p in faults.alive("janitor")
             if faults.started_with[p.name].get("JANITOR_INSTANCE_ID") == leader
         )
+        faults.retire(victim)
         victim.kill()
         victims.append(victim)
         t_kill = time.monotonic()
@@ -310,8 +311,7 @@ async def test_kill_the_janitor_leader(
         await redis.aclose()
     report["kill -9 janitor leader"].update(took, lease_s=2.0)
     for dead in victims:
-        faults.start("janitor", {"JANITOR_INSTANCE_ID": f"janitor-r{time.monotonic_ns()}"})
-        assert dead.proc.poll() is not None
+        faults.replace(dead, JANITOR_INSTANCE_ID=f"janitor-r{time.monotonic_ns()}")
 
 
 async def test_sigterm_drains_a_gateway(
@@ -324,6 +324,7 @@ async def test_sigterm_drains_a_gateway(
 
     async def inject() -> None:
         victim = faults.alive("gateway")[0]
+        faults.retire(victim)
         started = time.monotonic()
         victim.proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(victim.proc.wait, 30)
@@ -332,11 +333,12 @@ async def test_sigterm_drains_a_gateway(
 
     await run_fault("sigterm gateway", crowd, report, inject, extra=drained)
     victim = stopped[0]
-    assert victim.proc.returncode == 0, victim.log()
+    # uvicorn exits by re-raising the SIGTERM it deferred, after its graceful shutdown.
+    assert victim.proc.returncode in (0, -signal.SIGTERM), victim.log()
+    assert "drained" in victim.log_path.read_text(), victim.log()
     assert sum(len(c.hints) for c in crowd) > hints_before, "no reconnect frame reached a client"
     assert any(1012 in c.close_codes for c in crowd)
-    env = {**faults.started_with[victim.name], "GATEWAY_ID": f"gw-r{time.monotonic_ns()}"}
-    faults.start("gateway", env)
+    faults.replace(victim, GATEWAY_ID=f"gw-r{time.monotonic_ns()}")
     await asyncio.sleep(1.5)
 
 
@@ -347,29 +349,28 @@ async def test_restart_a_backing_server(
     """Stopped for a moment and started again on the same port and data: every service
     reconnects by itself."""
 
+    refusals: list[int | None] = []
+
     async def inject() -> None:
         await asyncio.to_thread(faults.stack.stop, kind)
+        if kind == "redis":
+            # Sign-ins cannot be checked: a new socket is told to try again later (1013),
+            # which a client can tell from a refused token (HTTP 403 before the upgrade).
+            url = f"{faults.ws_urls[1]}?token={crowd[0].token}"
+            async with websockets.connect(url) as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10)
+                refusals.append(ws.close_code)
         await asyncio.sleep(1.0)  # down for a moment: commands meanwhile wait and retry
 
     async def lift() -> None:
         await asyncio.to_thread(faults.stack.start, kind)
 
     await run_fault(f"restart {kind}", crowd, report, inject, lift)
-    for p in faults.system.processes:
-        if p.name in faults.started_with and p.proc.poll() is None:
-            continue
+    if kind == "redis":
+        assert refusals == [1013]
     # No process gave up: everything that was running still is.
-    dead = [p.name for p in _expected_alive(faults) if p.proc.poll() is not None]
-    assert not dead, f"died on a {kind} restart: {dead}"
-
-
-def _expected_alive(faults: FaultSystem) -> list[Any]:
-    """The processes the tests did not kill or stop on purpose (the latest of each name)."""
-    latest: dict[str, Any] = {}
-    for p in faults.system.processes:
-        if p.proc.returncode in (None,) or p.proc.poll() is None:
-            latest[p.name] = p
-    return list(latest.values())
+    assert not faults.unexpectedly_dead(), f"died on a {kind} restart"
 
 
 async def test_an_idle_room_closes_and_its_queue_and_chat_go(
@@ -391,7 +392,7 @@ async def test_an_idle_room_closes_and_its_queue_and_chat_go(
         with psycopg.connect(dsn) as conn:
             return {
                 table: conn.execute(
-                    f"select count(*) from {table} where room = %s",  # noqa: S608
+                    f"select count(*) from {table} where room = %s",
                     (room,),
                 ).fetchone()[0]
                 for table in ("room_seq", "queue_entries", "chat_messages", "rooms_members")
@@ -406,11 +407,21 @@ async def test_an_idle_room_closes_and_its_queue_and_chat_go(
     assert reply["error"]["code"] == "not_found"
 
 
-async def test_no_process_leaked_a_traceback_to_a_client(faults: FaultSystem) -> None:
-    """Crashes and restarts are logged by the processes (a warning per lost connection);
-    what matters here is that each still running process is healthy."""
-    for base in faults.base_urls:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            ready = await http.get("/readyz")
-            assert ready.status_code == 200, ready.text
-    assert os.path.exists(faults.system.log_dir)
+async def test_after_every_fault_every_process_is_up_and_ready(
+    faults: FaultSystem, report: dict[str, Any]
+) -> None:
+    assert not faults.unexpectedly_dead()
+    ready = []
+    for process in faults.alive("gateway"):
+        port = faults.started_with[process.name]["PORT"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            ready.append((await http.get("/readyz")).status_code)
+    assert ready and all(code == 200 for code in ready), ready
+    # Outages are logged where they happen; count the tracebacks for the notes.
+    report["logs"] = {
+        "processes": len(faults.system.processes),
+        "tracebacks": sum(
+            p.log_path.read_text(errors="replace").count("Traceback")
+            for p in faults.system.processes
+        ),
+    }

@@ -196,6 +196,8 @@ class ResilientClient:
             raise Disconnected()
         request_id = request_id or next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # A drop fails it after a timeout may have given up on it: nobody must have to look.
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._replies[request_id] = fut
         frame: dict[str, Any] = {"id": request_id, "type": type_, "data": data}
         if room is not None:

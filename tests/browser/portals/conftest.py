@@ -104,11 +104,15 @@ async def contexts(chromium: Browser) -> AsyncIterator[dict[str, BrowserContext]
     phone = await chromium.new_context(
         viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True
     )
+    errors: list[str] = []  # uncaught exceptions in any page: the test fails on them
+    for context in (desktop, phone):
+        context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
     try:
         yield {"desktop": desktop, "phone": phone}
     finally:
         await desktop.close()
         await phone.close()
+    assert errors == []
 
 
 @pytest.fixture
@@ -197,7 +201,12 @@ AUDIT_JS = """() => {
 
 
 async def audit(page: Page) -> list[str]:
-    problems: list[str] = await page.evaluate(AUDIT_JS)
+    """The audit's findings in the light and the dark colour scheme (the pages follow the
+    system's); the page is left in light."""
+    problems: list[str] = []
+    for scheme in ("dark", "light"):
+        await page.emulate_media(color_scheme=scheme)
+        problems += [f"{scheme}: {p}" for p in await page.evaluate(AUDIT_JS)]
     return problems
 
 

@@ -46,6 +46,10 @@ async def test_the_dashboard_refuses_a_non_admin(
     portal_system: System, contexts, clients, signs_in_as
 ) -> None:
     page = await contexts["desktop"].new_page()
+    await page.goto(portal_system.base_url + "/dashboard")
+    await expect(page.locator("#gate")).to_contain_text("Admins only: sign in with Google")
+    await expect(page.get_by_label("Your name")).to_have_count(0)  # no guests here
+    assert await audit(page) == []
     signs_in_as("ann@example.com")  # a Google account, not in ADMIN_EMAILS
     token = await google_sign_in(page, portal_system.base_url)
     gate = page.locator("#gate")

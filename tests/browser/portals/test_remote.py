@@ -58,6 +58,9 @@ async def test_the_remote_controls_a_room_a_client_is_in(
 
     page = await contexts["phone"].new_page()
     await page.goto(f"{portal_system.base_url}/mobile-remote?room={code}")
+    await expect(page.get_by_role("button", name="Sign in with Google")).to_be_visible()
+    assert await audit(page) == []
+    await screenshot(page, "remote-signin-phone")
     await sign_in_as_guest(page, "Rita")
     await expect(page.locator("#status")).to_have_text("Connected")
     await expect(page.locator("#room-code-label")).to_have_text(code)

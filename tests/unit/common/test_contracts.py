@@ -446,7 +446,12 @@ def test_close_codes() -> None:
     assert codes["GOING_AWAY"] == 1001
     assert len(set(codes.values())) == len(codes)
     # RFC 6455's own codes where one means what we mean; applications' (4000-4999) otherwise.
-    standard = {"GOING_AWAY": 1001, "INTERNAL": 1011, "SERVICE_RESTART": 1012, "TRY_AGAIN_LATER": 1013}
+    standard = {
+        "GOING_AWAY": 1001,
+        "INTERNAL": 1011,
+        "SERVICE_RESTART": 1012,
+        "TRY_AGAIN_LATER": 1013,
+    }
     assert all(codes[name] == value for name, value in standard.items())
     assert all(4000 <= value <= 4999 for name, value in codes.items() if name not in standard)
 
