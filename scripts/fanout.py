@@ -57,7 +57,7 @@ DEFAULT_OUT = ".bench/fanout.json"
 VIDEO_ID = "dQw4w9WgXcQ"
 # Every socket's reader skips decoding these (the whole member list, sent on each join):
 # only playback events and replies matter here, and a 1000-member list is ~100 KB.
-MEMBERS_PREFIX = '{"type":"members"'
+MEMBERS_PREFIX = b'{"type":"members"'
 # A frame up to this is accepted from the gateway (a members event of a very large room).
 MAX_FRAME = 16 * 1024 * 1024
 # Descriptors this process needs per client socket, plus a margin for everything else.
@@ -66,6 +66,13 @@ FD_MARGIN = 512
 # A join that times out is tried again, waiting 0.5, 1, 2, 4, 5 s in between.
 JOIN_ATTEMPTS = 6
 JOIN_WAIT_S = 30.0
+# Paced joins: a wave adds at most about this many bytes of member lists to each socket's
+# backlog (the gateway drops a socket with 1 MB queued), and at most JOIN_WAVE_MAX members.
+JOIN_WAVE_BYTES = 256 * 1024
+JOIN_WAVE_MAX = 50
+BARRIER_WAIT_S = 60.0
+# Round k seeks to k * 1000 ms; the gateway accepts positions up to a day.
+MAX_ROUNDS = 86_400
 # Settling after `play` gives up when no further member has seen `playing` for this long.
 SETTLE_STALL_S = 30.0
 # How long --start waits for auth, rooms, queue and gateway to answer.
@@ -214,6 +221,21 @@ class Bench:
         self.playing: set[int] = set()
         self.all_playing = asyncio.Event()
         self.members_frames = 0
+        self.members_bytes = 0  # size of the latest member list seen
+        self.barrier_name: str | None = None
+        self.barrier_seen: set[int] = set()
+        self.barrier_done = asyncio.Event()
+
+    def start_barrier(self, name: str) -> None:
+        self.barrier_name = name
+        self.barrier_seen = set()
+        self.barrier_done = asyncio.Event()
+
+    def on_settings(self, idx: int, data: dict[str, Any]) -> None:
+        if self.barrier_name is not None and data.get("name") == self.barrier_name:
+            self.barrier_seen.add(idx)
+            if len(self.barrier_seen) >= self.alive:
+                self.barrier_done.set()
 
     def on_playback(self, idx: int, data: dict[str, Any], at_ns: int) -> None:
         if data.get("status") == "playing" and idx not in self.playing:
@@ -233,6 +255,9 @@ class Bench:
         self.closed[idx] = (code, reason)
         self.alive -= 1
         self.playing.discard(idx)
+        self.barrier_seen.discard(idx)
+        if self.barrier_name is not None and len(self.barrier_seen) >= self.alive:
+            self.barrier_done.set()
         # A member that is gone can no longer be waited for.
         rnd = self.round
         if rnd is not None and idx not in rnd.arrivals:
@@ -260,11 +285,15 @@ class Member:
         loads = orjson.loads
         bench = self.bench
         idx = self.idx
+        recv = self.ws.recv
         try:
-            async for raw in self.ws:
+            while True:
+                # Bytes, not str: no UTF-8 decoding of frames that are skipped anyway.
+                raw = await recv(decode=False)
                 at = perf()
-                if isinstance(raw, str) and raw.startswith(MEMBERS_PREFIX):
+                if raw.startswith(MEMBERS_PREFIX):
                     bench.members_frames += 1
+                    bench.members_bytes = len(raw)
                     continue
                 frame = loads(raw)
                 if "re" in frame:
@@ -273,6 +302,8 @@ class Member:
                         fut.set_result(frame)
                 elif frame.get("type") == "playback":
                     bench.on_playback(idx, frame.get("data") or {}, at)
+                elif frame.get("type") == "settings":
+                    bench.on_settings(idx, frame.get("data") or {})
         except websockets.ConnectionClosed:
             pass
         except Exception:
@@ -418,14 +449,29 @@ async def open_sockets(
 
 
 async def join_all(
-    members: list[Member], room: str, concurrency: int, progress: Progress, limit_s: float
-) -> list[int]:
-    """Join every member; returns those whose socket the gateway closed meanwhile (they are
-    reported as lost, not fatal: a dropped slow consumer is a result)."""
-    sem = asyncio.Semaphore(concurrency)
+    members: list[Member],
+    owner: Member,
+    room: str,
+    bench: Bench,
+    args: argparse.Namespace,
+    progress: Progress,
+    limit_s: float,
+) -> dict[str, Any]:
+    """Join every member but the owner (already in).
+
+    Every join sends the whole member list to every member, so N joins move O(N^2) bytes.
+    Paced (the default), members join in waves of about JOIN_WAVE_BYTES of member lists per
+    socket, each followed by a barrier: the owner renames the room and every member must have
+    read that `settings` event, hence everything before it. A single process reading 1000
+    sockets is slower than the gateway writing them, and unpaced the gateway rightly drops
+    its sockets as slow consumers (4008); `--unpaced-joins` shows that.
+
+    Members whose socket closes meanwhile are reported, not fatal.
+    """
+    sem = asyncio.Semaphore(args.join_concurrency)
+    deadline = time.monotonic() + limit_s
     started = time.monotonic()
-    done = 0
-    retried = 0
+    done = retried = barriers = slow_barriers = 0
     gone: list[int] = []
 
     async def one(member: Member) -> None:
@@ -450,10 +496,47 @@ async def join_all(
         done += 1
         progress.update("join", done, len(members), started)
 
-    await _gather_within([one(m) for m in members], limit_s, "join")
+    i = 0
+    while i < len(members):
+        if args.paced_joins:
+            size = JOIN_WAVE_BYTES // max(bench.members_bytes, 1)
+            size = max(1, min(JOIN_WAVE_MAX, size))
+        else:
+            size = len(members)
+        wave = members[i : i + size]
+        i += size
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BenchError(f"join did not finish within {limit_s:.0f} s")
+        await _gather_within([one(m) for m in wave], remaining, "join")
+        if args.paced_joins:
+            barriers += 1
+            if not await barrier(owner, room, bench, f"fan-out {barriers}"):
+                slow_barriers += 1
     if retried:
         progress.note(f"join: {retried} retries after timeouts")
-    return gone
+    if slow_barriers:
+        progress.note(f"join: {slow_barriers} barriers not read by every member in time")
+    return {
+        "not_joined": gone,
+        "retries": retried,
+        "barriers": barriers,
+        "slow_barriers": slow_barriers,
+    }
+
+
+async def barrier(owner: Member, room: str, bench: Bench, name: str) -> bool:
+    """Rename the room and wait until every live member has read that event; False when
+    they have not within BARRIER_WAIT_S (the run goes on; a slow one may be dropped)."""
+    bench.start_barrier(name)
+    try:
+        await owner.call("room.settings", {"name": name}, room=room, wait_s=JOIN_WAIT_S)
+        await asyncio.wait_for(bench.barrier_done.wait(), BARRIER_WAIT_S)
+        return True
+    except (BenchError, TimeoutError):
+        return False
+    finally:
+        bench.barrier_name = None
 
 
 async def run_rounds(
@@ -528,9 +611,7 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         room = created["room"]["code"]
         t = time.monotonic()
         await owner.call("join", {"player": False}, room=room, wait_s=15)
-        not_joined = await join_all(
-            members[1:], room, args.join_concurrency, progress, phase_timeout
-        )
+        joins = await join_all(members[1:], owner, room, bench, args, progress, phase_timeout)
         phases["join_s"] = round(time.monotonic() - t, 3)
 
         t = time.monotonic()
@@ -553,7 +634,7 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         phases["rounds_s"] = round(time.monotonic() - t, 3)
         rss["after_rounds"] = read_rss_kb(gateway_pid)
         result = report(args, base_url, gateway_pid, rounds, bench, rss, phases)
-        result["not_joined"] = len(not_joined)
+        result["joins"] = {**joins, "not_joined": len(joins["not_joined"])}
         result["stragglers"] = stragglers
         # Other work on the machine skews every figure: keep how busy it was.
         result["machine"]["loadavg_1m"] = {
@@ -697,6 +778,7 @@ def report(
             "interval_ms": args.interval_ms,
             "batch": args.batch,
             "join_concurrency": args.join_concurrency,
+            "paced_joins": args.paced_joins,
             "compression": args.compression,
             "video_id": VIDEO_ID,
         },
@@ -885,6 +967,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--signin-concurrency", type=int, default=16)
     parser.add_argument("--join-concurrency", type=int, default=8)
     parser.add_argument(
+        "--unpaced-joins",
+        dest="paced_joins",
+        action="store_false",
+        help="join as fast as the system goes, no barrier waves (see join_all)",
+    )
+    parser.add_argument(
         "--phase-timeout", type=float, default=0.0, help="seconds per phase (0: by N)"
     )
     parser.add_argument(
@@ -900,6 +988,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.clients < 1 or args.rounds < 1 or args.batch < 1:
         parser.error("--clients, --rounds and --batch must be at least 1")
+    if args.rounds > MAX_ROUNDS:
+        parser.error(f"--rounds: at most {MAX_ROUNDS} (round k seeks to k s, within a day)")
     if args.url and not args.url.startswith(("http://", "https://")):
         parser.error("--url must be http(s)://host:port")
     args.url = args.url.rstrip("/")

@@ -9,6 +9,9 @@ from services.common.settings import CommonSettings
 class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8000
+    # Unique per process start (the default adds a random suffix): it prefixes the ids of
+    # this process's sockets in rooms and names its liveness key, so a restarted gateway
+    # must not reuse a dead one's id (a pod name alone would).
     gateway_id: str = Field(
         default_factory=lambda: f"{os.uname().nodename[:20]}-{uuid.uuid4().hex[:6]}"
     )

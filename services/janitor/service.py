@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from services.common import bus
 from services.common.contracts.errors import ServiceError
 
 from . import metrics
@@ -129,9 +130,12 @@ async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> bool:
         metrics.JOB_RUNS.labels(name, "error").inc()
         log.warning("job %s: %s", name, exc.code)
         return False
-    except Exception:
+    except Exception as exc:
         metrics.JOB_RUNS.labels(name, "error").inc()
-        log.exception("job %s failed", name)
+        if bus.is_outage(exc):  # Redis (or a database) restarting: the next beat retries
+            log.warning("job %s: %r", name, exc)
+        else:
+            log.exception("job %s failed", name)
         return False
     finally:
         metrics.JOB_DURATION.labels(name).observe(time.perf_counter() - started)

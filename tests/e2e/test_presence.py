@@ -101,9 +101,9 @@ async def test_an_explicit_leave_is_not_away(connect: Connect) -> None:
     owner.clear()
     await guest_.call("leave", room=room)
     await wait_member(owner, uid(guest_), timeout=5)
-    assert not any(
-        (m := member(e, uid(guest_))) is not None and m["away"] for e in owner.events
-    ), "a leave removes the member at once"
+    assert not any((m := member(e, uid(guest_))) is not None and m["away"] for e in owner.events), (
+        "a leave removes the member at once"
+    )
 
 
 def _silent_socket(port: int, token: str, frame: bytes) -> socket.socket:

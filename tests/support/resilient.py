@@ -106,8 +106,9 @@ class ResilientClient:
             if self._stopping:
                 return
             self.reconnects += 1
-            if ws.close_code != 1012:
-                self._url_index += 1
+            # A load balancer sends the next connection to a gateway that is up (a draining
+            # one has left its endpoints): here, the next URL.
+            self._url_index += 1
 
     async def _rejoin_all(self) -> None:
         for room in list(self.rooms):
