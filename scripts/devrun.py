@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
-from services.common.devstack import LocalStack, ServerStartError
+from services.common.devstack import LocalStack, ServerStartError, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO / ".run"
@@ -192,7 +192,18 @@ def embedded_ports(environ: Mapping[str, str]) -> dict[str, int]:
     }
 
 
-def print_urls(stack_env: Mapping[str, str], with_services: bool, run_dir: Path) -> None:
+def metrics_ports(names: list[str]) -> dict[str, int]:
+    """A port of its own for each service's /metrics, /healthz, /readyz: one machine runs
+    them all, where the chart gives each pod 9100. The gateway serves them on PORT."""
+    return {name: free_port() for name in names if name != "gateway"}
+
+
+def print_urls(
+    stack_env: Mapping[str, str],
+    with_services: bool,
+    run_dir: Path,
+    metrics: Mapping[str, int] | None = None,
+) -> None:
     base = f"127.0.0.1:{os.environ.get('PORT') or 8000}"
     rows = []
     if with_services:
@@ -201,6 +212,11 @@ def print_urls(stack_env: Mapping[str, str], with_services: bool, run_dir: Path)
             ("dashboard", f"http://{base}/dashboard"),
             ("mobile remote", f"http://{base}/mobile-remote"),
             ("websocket", f"ws://{base}/ws"),
+            ("gateway metrics", f"http://{base}/metrics"),
+        ]
+        rows += [
+            (f"{name} metrics", f"http://127.0.0.1:{port}/metrics")
+            for name, port in (metrics or {}).items()
         ]
     rows += [
         ("NATS", stack_env["NATS_URL"]),
@@ -211,7 +227,7 @@ def print_urls(stack_env: Mapping[str, str], with_services: bool, run_dir: Path)
     say("")
     say("ShareTube is running:" if with_services else "Infrastructure is running:")
     for label, url in rows:
-        say(f"  {label:<14} {url}")
+        say(f"  {label:<16} {url}")
     say("Press Ctrl-C to stop.")
     say("")
 
@@ -245,10 +261,21 @@ async def serve(stack_env: Mapping[str, str], with_services: bool, run_dir: Path
         say("!!! --no-services: keeping the servers up so you can look into it")
 
     tasks = []
+    ports: dict[str, int] = {}
     if with_services:
-        services = [Service(name, env) for name in service_names(os.environ)]
+        names = service_names(os.environ)
+        ports = metrics_ports(names)
+        services = [
+            Service(
+                name,
+                {**env, "METRICS_HOST": "127.0.0.1", "METRICS_PORT": str(ports[name])}
+                if name in ports
+                else env,
+            )
+            for name in names
+        ]
         tasks = [asyncio.create_task(service.supervise()) for service in services]
-    print_urls(stack_env, with_services, run_dir)
+    print_urls(stack_env, with_services, run_dir, ports)
     await stop.wait()
     for service in reversed(services):
         await service.stop(STOP_TIMEOUT_S)

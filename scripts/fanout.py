@@ -222,6 +222,7 @@ class Bench:
         self.all_playing = asyncio.Event()
         self.members_frames = 0
         self.members_bytes = 0  # size of the latest member list seen
+        self.joined: set[int] = set()  # live members whose join was answered
         self.barrier_name: str | None = None
         self.barrier_seen: set[int] = set()
         self.barrier_done = asyncio.Event()
@@ -234,7 +235,7 @@ class Bench:
     def on_settings(self, idx: int, data: dict[str, Any]) -> None:
         if self.barrier_name is not None and data.get("name") == self.barrier_name:
             self.barrier_seen.add(idx)
-            if len(self.barrier_seen) >= self.alive:
+            if self.barrier_seen >= self.joined:
                 self.barrier_done.set()
 
     def on_playback(self, idx: int, data: dict[str, Any], at_ns: int) -> None:
@@ -256,7 +257,8 @@ class Bench:
         self.alive -= 1
         self.playing.discard(idx)
         self.barrier_seen.discard(idx)
-        if self.barrier_name is not None and len(self.barrier_seen) >= self.alive:
+        self.joined.discard(idx)
+        if self.barrier_name is not None and self.barrier_seen >= self.joined:
             self.barrier_done.set()
         # A member that is gone can no longer be waited for.
         rnd = self.round
@@ -394,14 +396,18 @@ async def sign_in(
 async def _gather_within(coros: list[Any], limit_s: float, phase: str) -> list[Any]:
     """Run `coros` together; cancel the rest and raise if any fails or time runs out."""
     tasks = [asyncio.ensure_future(c) for c in coros]
+    gathered = asyncio.gather(*tasks)
     try:
-        return await asyncio.wait_for(asyncio.gather(*tasks), limit_s)
+        return await asyncio.wait_for(gathered, limit_s)
     except TimeoutError as exc:
         raise BenchError(f"{phase} did not finish within {limit_s:.0f} s") from exc
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if gathered.done():
+            with contextlib.suppress(BaseException):
+                gathered.exception()  # retrieved: no "never retrieved" noise on Ctrl-C
 
 
 async def open_sockets(
@@ -482,6 +488,8 @@ async def join_all(
                     # Longer than the gateway's own worst case (three service requests of
                     # 3 s): a retry must not overlap the join it repeats.
                     await member.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+                    if not member.closed:
+                        bench.joined.add(member.idx)
                     break
                 except (BenchError, TimeoutError) as exc:
                     if member.closed:
@@ -610,7 +618,8 @@ async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | No
         created = await owner.call("room.create", {"name": "fan-out"}, wait_s=10)
         room = created["room"]["code"]
         t = time.monotonic()
-        await owner.call("join", {"player": False}, room=room, wait_s=15)
+        await owner.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+        bench.joined.add(owner.idx)
         joins = await join_all(members[1:], owner, room, bench, args, progress, phase_timeout)
         phases["join_s"] = round(time.monotonic() - t, 3)
 
@@ -894,7 +903,7 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int
     system: System | None = None
     with tempfile.TemporaryDirectory(prefix="sharetube-fanout-") as tmp:
         root = Path(tmp)
-        ok = False
+        failure: BaseException | None = None
         try:
             t = time.monotonic()
             try:
@@ -930,10 +939,12 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int
                 f"(gateway pid {gateway.proc.pid})"
             )
             yield system.base_url, gateway.proc.pid
-            ok = True
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             if system is not None:
-                if not ok:
+                if isinstance(failure, Exception):  # not on Ctrl-C / SIGTERM
                     for p in system.processes:
                         tail = "\n".join(p.log().splitlines()[-15:])
                         if tail.strip():

@@ -37,6 +37,10 @@ def infra(workdir: Path) -> Iterator[dict[str, str]]:
 
 # Short timings so the tests wait little; the code paths are the same as in production.
 TEST_ENV = {
+    # /metrics, /healthz, /readyz on a free port per process, logged (tests/e2e/
+    # test_observability.py reads it); loopback only.
+    "METRICS_PORT": "0",
+    "METRICS_HOST": "127.0.0.1",
     "PLAYBACK_START_TIMEOUT_MS": "1500",
     "PLAYBACK_START_BUFFER_MS": "200",
     "DEADLINE_SWEEP_INTERVAL_S": "0.5",

@@ -296,7 +296,7 @@ const OPEN = 1; // WebSocket.OPEN; a constant so fakes and polyfills need not de
  * Commands never sent again after a reconnect: a clock sample is worthless late, and joins
  * (and leaving, and snapshots) are the reconnect's own business.
  */
-const NOT_RESENT = new Set(['time.ping', 'join', 'room.sync', 'leave']);
+const NOT_RESENT = new Set(['time.ping', 'join', 'room.sync', 'leave', 'drift.report']);
 
 /**
  * A per-load random prefix for request ids. The server keys idempotency on (user, id), so ids
@@ -1111,6 +1111,22 @@ export class ShareTubeClient {
       this._clockTimer = null;
       this.syncClock().catch((error) => this._emit('error', { source: 'clock', error }));
     }, this._clockResyncMs);
+  }
+
+  /**
+   * Report this player's measured drift from the room's expected position (player minus
+   * expected, ms) and its current playbackRate. The gateway answers it itself and exports
+   * it as a histogram (sharetube_gateway_sync_drift_seconds); nothing is stored. Bounded as
+   * the gateway bounds it: ±10 minutes, rate 1/16..16.
+   * @param {number} driftMs
+   * @param {number} [rate]
+   * @param {{timeoutMs?: number}} [options]
+   */
+  reportDrift(driftMs, rate, { timeoutMs = 5000 } = {}) {
+    if (!Number.isFinite(driftMs)) return Promise.reject(new ShareTubeError('bad_request', 'driftMs must be a finite number'));
+    const data = { drift_ms: Math.max(-600000, Math.min(600000, driftMs)) };
+    if (Number.isFinite(rate)) data.rate = Math.max(0.0625, Math.min(16, rate));
+    return this.request('drift.report', data, { timeoutMs });
   }
 
   /** @returns {number} the server's wall clock in ms, as estimated (client clock before a sync) */

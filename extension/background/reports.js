@@ -58,10 +58,18 @@ export class Reports {
     return this.status();
   }
 
-  /** @param {number[]} samplesMs measured drift (player minus expected), ms */
-  async drift(samplesMs) {
-    const samples = samplesMs.filter(Number.isFinite).slice(-DRIFT_BATCH_MAX).map(Math.round);
-    if (samples.length) await this._try('drift', DRIFT_REPORT, { samples_ms: samples });
+  /**
+   * One report per batch: the batch's median drift (player minus expected, ms), so the
+   * gateway's histogram counts each player's typical drift every few seconds, not its noise.
+   * @param {number[]} samplesMs measured drift samples, ms
+   */
+  async drift(samplesMs, rate = null) {
+    const samples = samplesMs.filter(Number.isFinite).slice(-DRIFT_BATCH_MAX).sort((a, b) => a - b);
+    if (!samples.length) return this.status();
+    const median = samples[Math.floor(samples.length / 2)];
+    const data = { drift_ms: Math.round(median * 10) / 10 };
+    if (Number.isFinite(rate)) data.rate = rate;
+    await this._try('drift', DRIFT_REPORT, data);
     return this.status();
   }
 

@@ -4,6 +4,7 @@ import asyncio
 
 from services.common import runtime
 
+from . import metrics
 from .google import GoogleConfig, GoogleSignIn
 from .handlers import build_router
 from .oidc import OidcClient
@@ -36,7 +37,9 @@ async def main(stop: asyncio.Event) -> None:
             state_ttl_s=settings.oidc_state_ttl_s,
         )
         google = GoogleSignIn(res.engine, res.redis, oidc, config)
-        await build_router(service, google).serve(res.nc, settings.max_inflight)
+        router = build_router(service, google)
+        metrics.attach(router)
+        await router.serve(res.nc, settings.max_inflight)
         await stop.wait()
 
 

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import sessions, tokens
+from services.common import bus, sessions, tokens
 from services.common.contracts import subjects
 from services.common.contracts.envelope import (
     CommandEnvelope,
@@ -83,5 +83,7 @@ class AuthService:
         _user, claims = tokens.verify(self.jwt_secret, request.token)
         await sessions.revoke(self.redis, claims)
         notice = SignoutNotice(sid=sessions.session_of(claims))
-        await self.nc.publish(subjects.gateway_notice("signout"), notice.model_dump_json().encode())
+        await bus.publish(
+            self.nc, subjects.gateway_notice("signout"), notice.model_dump_json().encode()
+        )
         return {}

@@ -4,6 +4,7 @@ import asyncio
 
 from services.common import runtime
 
+from . import metrics
 from .handlers import build_router
 from .ratelimit import SlidingWindowLimiter
 from .service import ChatService
@@ -20,7 +21,9 @@ async def main(stop: asyncio.Event) -> None:
             round(settings.chat_rate_limit_window_s * 1000),
         )
         service = ChatService(res.engine, res.nc, limiter)
-        await build_router(service).serve(res.nc, settings.max_inflight)
+        router = build_router(service)
+        metrics.attach(router)
+        await router.serve(res.nc, settings.max_inflight)
         await stop.wait()
 
 

@@ -77,8 +77,8 @@ class ChatService:
                 if recalled is None:
                     raise
                 return recalled
-        await self.nc.publish(
-            events.subject_for("chat", room), events.encode("chat", room, v, event_data)
+        await bus.publish(
+            self.nc, events.subject_for("chat", room), events.encode("chat", room, v, event_data)
         )
         return reply
 

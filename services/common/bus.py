@@ -7,6 +7,7 @@ become `internal` and are logged here, never sent.
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,15 +25,18 @@ from nats.errors import (
     SlowConsumerError,
 )
 from nats.errors import TimeoutError as NatsTimeoutError
+from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from . import tracing
 from .contracts import subjects
 from .contracts.envelope import CommandEnvelope
 from .contracts.errors import ErrorCode, ServiceError
 from .contracts.models import UserRef
+from .metrics import BUS_REQUEST_DURATION, COMMAND_DURATION, COMMANDS, NATS_ERRORS
 from .stats import RateMeter
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,9 @@ async def connect(
     `on_reconnect` runs after that (the gateway asks its sockets to resync)."""
 
     async def error_cb(exc: Exception) -> None:
+        NATS_ERRORS.labels(
+            "slow_consumer" if isinstance(exc, SlowConsumerError) else type(exc).__name__
+        ).inc()
         if isinstance(exc, SlowConsumerError):
             log.warning("nats slow consumer on %s", getattr(exc, "subject", "?"))
         else:
@@ -107,6 +114,11 @@ class CommandRouter:
         self.service = service
         self._handlers: dict[str, _Registered] = {}
         self.meter = RateMeter()  # commands per second, for GET /api/stats
+        # (command, outcome code) after each command: a service's own metrics (metrics.py).
+        self._observers: list[Callable[[str, str], None]] = []
+
+    def observe(self, observer: Callable[[str, str], None]) -> None:
+        self._observers.append(observer)
 
     def command(
         self, name: str, model: type[BaseModel] | None = None, *, internal: bool = False
@@ -149,7 +161,13 @@ class CommandRouter:
 
     async def _run(self, msg: Msg, slots: asyncio.Semaphore) -> None:
         try:
-            reply = await self.dispatch(msg.subject, msg.data)
+            with tracing.tracer.start_as_current_span(
+                subjects.subject_template(msg.subject),
+                context=tracing.extract(msg.headers),
+                kind=trace.SpanKind.SERVER,
+                attributes={"messaging.system": "nats", "sharetube.service": self.service},
+            ):
+                reply = await self.dispatch(msg.subject, msg.data)
             if msg.reply:
                 await msg.respond(reply)
         except Exception:  # the reply itself failed (bus gone): nothing more to do here
@@ -158,8 +176,22 @@ class CommandRouter:
             slots.release()
 
     async def dispatch(self, subject: str, payload: bytes) -> bytes:
-        self.meter.mark()
+        """Serve one command and count it (RED: rate, outcome code, duration)."""
+        started = time.perf_counter()
         name = subjects.command_name(self.service, subject)
+        command = name if name in self._handlers else "unknown"
+        reply = await self._dispatch(name, subject, payload)
+        COMMAND_DURATION.labels(self.service, command).observe(time.perf_counter() - started)
+        code = "ok"
+        if not reply.startswith(b'{"ok":true'):
+            code = str((orjson.loads(reply).get("error") or {}).get("code", "internal"))
+        COMMANDS.labels(self.service, command, code).inc()
+        for observer in self._observers:
+            observer(command, code)
+        return reply
+
+    async def _dispatch(self, name: str, subject: str, payload: bytes) -> bytes:
+        self.meter.mark()
         registered = self._handlers.get(name)
         if registered is None:
             return error(ErrorCode.UNKNOWN_TYPE)
@@ -217,6 +249,12 @@ def internal_envelope(message: BaseModel, room: str | None = None) -> CommandEnv
     )
 
 
+async def publish(nc: NATS, subject: str, payload: bytes) -> None:
+    """Publish with the current trace's `traceparent` in the headers (none when no trace is
+    being recorded: OTLP unset costs nothing on the wire)."""
+    await nc.publish(subject, payload, headers=tracing.inject() or None)
+
+
 async def request(
     nc: NATS, subject: str, message: CommandEnvelope | BaseModel, timeout_s: float
 ) -> Any:
@@ -235,14 +273,30 @@ async def request(
 
 
 async def request_raw(nc: NATS, subject: str, payload: bytes, timeout_s: float) -> bytes:
-    """A request whose bus failures become `unavailable` / `timeout` service errors."""
-    try:
-        msg = await nc.request(subject, payload, timeout=timeout_s)
-    except NoRespondersError as exc:
-        raise ServiceError(ErrorCode.UNAVAILABLE) from exc
-    except NatsTimeoutError as exc:
-        raise ServiceError(ErrorCode.TIMEOUT) from exc
-    except (ConnectionClosedError, ConnectionReconnectingError, OutboundBufferLimitError) as exc:
-        # The bus itself is away; nats-py is reconnecting (or this process is shutting down).
-        raise ServiceError(ErrorCode.UNAVAILABLE) from exc
+    """A request whose bus failures become `unavailable` / `timeout` service errors.
+    Timed by subject template, traced with `traceparent` in the message headers."""
+    template = subjects.subject_template(subject)
+    started = time.perf_counter()
+    outcome = "ok"
+    with tracing.tracer.start_as_current_span(
+        template, kind=trace.SpanKind.CLIENT, attributes={"messaging.system": "nats"}
+    ):
+        try:
+            msg = await nc.request(subject, payload, timeout=timeout_s, headers=tracing.inject())
+        except NoRespondersError as exc:
+            outcome = "unavailable"
+            raise ServiceError(ErrorCode.UNAVAILABLE) from exc
+        except NatsTimeoutError as exc:
+            outcome = "timeout"
+            raise ServiceError(ErrorCode.TIMEOUT) from exc
+        except (
+            ConnectionClosedError,
+            ConnectionReconnectingError,
+            OutboundBufferLimitError,
+        ) as exc:
+            # The bus itself is away; nats-py is reconnecting (or this process is stopping).
+            outcome = "unavailable"
+            raise ServiceError(ErrorCode.UNAVAILABLE) from exc
+        finally:
+            BUS_REQUEST_DURATION.labels(template, outcome).observe(time.perf_counter() - started)
     return msg.data

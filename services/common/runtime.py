@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import bus, db
+from . import bus, db, health, metrics, tracing
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,29 @@ def redis_client(url: str, timeout_s: float = 2.0) -> aioredis.Redis:
 
 @contextlib.asynccontextmanager
 async def lifespan(
-    settings: CommonSettings, name: str, *, use_db: bool = True, use_redis: bool = False
+    settings: CommonSettings,
+    name: str,
+    *,
+    use_db: bool = True,
+    use_redis: bool = False,
+    serve_health: bool = True,
 ) -> AsyncIterator[Resources]:
+    """`serve_health` starts /metrics, /healthz, /readyz on METRICS_PORT (the janitor
+    serves its own, with its lease in the readiness)."""
+    tracing.setup(name)
     engine = db.create_engine(settings.database_url, settings.db_pool_size) if use_db else None
+    if engine is not None:
+        metrics.instrument_engine(engine)
     redis = redis_client(settings.redis_url) if use_redis else None
     nc = await bus.connect(settings.nats_url, name)
     try:
-        yield Resources(nc=nc, engine=engine, redis=redis)
+        res = Resources(nc=nc, engine=engine, redis=redis)
+        if serve_health:
+            checks = health.resource_checks(res)
+            async with health.serving(name, settings.metrics_host, settings.metrics_port, checks):
+                yield res
+        else:
+            yield res
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()

@@ -24,6 +24,11 @@ class CommonSettings(BaseSettings):
     # cannot exhaust the DB pool (pool_size below) and memory.
     max_inflight: int = 64
     db_pool_size: int = 10
+    # /metrics, /healthz, /readyz (services/common/health.py); the chart uses 9100, the
+    # Prometheus exporter convention. 0 picks a free port and logs it (several replicas on
+    # one machine); the gateway serves them on its own PORT instead.
+    metrics_port: int = 9100
+    metrics_host: str = "0.0.0.0"
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> "CommonSettings":

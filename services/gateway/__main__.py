@@ -2,6 +2,7 @@
 
 import uvicorn
 
+from services.common import tracing
 from services.common.runtime import setup_logging
 
 from .app import create_app
@@ -12,6 +13,7 @@ from .settings import GatewaySettings
 def main() -> None:
     settings = GatewaySettings()
     setup_logging(settings.log_level)
+    tracing.setup("gateway")  # OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = create_app(settings)
     config = uvicorn.Config(
         app,

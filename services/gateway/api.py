@@ -5,12 +5,15 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from services.common import bus, stats
 from services.common.contracts import subjects
 from services.common.contracts.envelope import DirectoryQuery
 from services.common.contracts.errors import ErrorCode, ServiceError
+
+from . import metrics
 
 router = APIRouter()
 
@@ -32,6 +35,16 @@ async def public_rooms(request: Request) -> Response:
         request.app.state.gw.nc, subjects.command("rooms", "directory"), query, timeout_s=3.0
     )
     return Response(orjson.dumps(reply), media_type="application/json")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus scrape (the gateway's /healthz and /readyz are in app.py). The gauges are
+    read at scrape time from the live state."""
+    gw = request.app.state.gw
+    metrics.CONNECTIONS.set(len(gw.connections))
+    metrics.ROOMS.set(gw.hub.room_count)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/stats")

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
 from services.common import bus, presence, runtime, sessions
+from services.common import health as probes
 from services.common.contracts import events, subjects
 from services.common.contracts.envelope import CommandEnvelope, GuestRequest
 from services.common.contracts.errors import CloseCode, ErrorCode, ServiceError
@@ -178,9 +179,12 @@ def _add_http_routes(app: FastAPI, settings: GatewaySettings) -> None:
     async def readyz(request: Request) -> JSONResponse:
         gw: GatewayState = request.app.state.gw
         connected = gw.nc.is_connected
-        ready = connected and not gw.draining
+        # Redis too: without it no socket can sign in (sessions fail closed).
+        redis_ok = (await probes.readiness({"redis": gw.redis.ping}))["redis"]
+        ready = connected and redis_ok and not gw.draining
         return JSONResponse(
-            {"nats": connected, "draining": gw.draining}, status_code=200 if ready else 503
+            {"nats": connected, "redis": redis_ok, "draining": gw.draining},
+            status_code=200 if ready else 503,
         )
 
 

@@ -7,21 +7,23 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
+from opentelemetry import trace
 from pydantic import ValidationError
 
-from services.common import bus
+from services.common import bus, tracing
 from services.common.contracts import subjects
 from services.common.contracts.commands import (
     GATEWAY_COMMANDS,
     ROUTES,
     SNAPSHOT_CHAT_MESSAGES,
+    DriftReport,
     Route,
     TimePing,
 )
 from services.common.contracts.envelope import DisconnectNotice
 from services.common.contracts.errors import ErrorCode, ServiceError
 
-from . import frames
+from . import frames, metrics
 from .connection import Connection
 from .frames import Frame
 from .hub import Hub
@@ -38,6 +40,10 @@ class Dispatcher:
 
     def immediate(self, conn: Connection, frame: Frame) -> bool:
         """Answer what needs no service at once (clock sync must not queue behind commands)."""
+        metrics.FRAMES_RECEIVED.labels(metrics.frame_type(frame.type)).inc()
+        if frame.type == "drift.report":
+            self._drift(conn, frame)
+            return True
         if frame.type != "time.ping":
             return False
         try:
@@ -47,9 +53,30 @@ class Dispatcher:
             return True
         # Sub-millisecond server time: the client's offset estimate is no better than this.
         conn.send(frames.reply_ok(frame.id, {"t0": ping.t0, "server_ms": time.time_ns() / 1e6}))
+        metrics.FRAMES_SENT.labels("reply").inc()
         return True
 
+    def _drift(self, conn: Connection, frame: Frame) -> None:
+        try:
+            report = DriftReport.model_validate(frame.data)
+        except ValidationError as exc:
+            conn.send(frames.reply_error(frame.id, _bad_request(exc)))
+            return
+        metrics.SYNC_DRIFT_SECONDS.observe(abs(report.drift_ms) / 1000)
+        if report.rate is not None:
+            metrics.PLAYBACK_RATE.observe(report.rate)
+        conn.send(frames.reply_ok(frame.id, {}))
+        metrics.FRAMES_SENT.labels("reply").inc()
+
     async def handle(self, conn: Connection, frame: Frame) -> None:
+        # The root of the command's trace; its requests carry it to the services (bus.py).
+        with tracing.tracer.start_as_current_span(
+            f"ws {metrics.frame_type(frame.type)}", kind=trace.SpanKind.SERVER
+        ):
+            await self._handle(conn, frame)
+        metrics.FRAMES_SENT.labels("reply").inc()
+
+    async def _handle(self, conn: Connection, frame: Frame) -> None:
         try:
             route = ROUTES.get(frame.type)
             if route is None:

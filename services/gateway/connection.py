@@ -17,6 +17,8 @@ from starlette.websockets import WebSocket
 from services.common.contracts.errors import CloseCode
 from services.common.contracts.models import UserRef
 
+from .metrics import SLOW_CONSUMER_CLOSES
+
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 2.0
@@ -101,6 +103,7 @@ class Connection:
         # str.isascii() is O(1) in CPython (a flag on the string): encode only when needed.
         size = len(text) if text.isascii() else len(text.encode())
         if len(self._queue) >= self.max_frames or self._queued_bytes + size > self.max_bytes:
+            SLOW_CONSUMER_CLOSES.inc()  # services/gateway/metrics.py
             self.drop(CloseCode.SLOW_CONSUMER, "send buffer full")
             return
         self._queue.append(text)

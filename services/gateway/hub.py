@@ -8,6 +8,7 @@ missing one arrives or `reorder_wait_s` passes (then clients see the gap and res
 
 import asyncio
 import logging
+import time
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -17,6 +18,7 @@ from nats.aio.subscription import Subscription
 from services.common.contracts import events, subjects
 from services.common.stats import RateMeter
 
+from . import metrics
 from .connection import Connection
 
 log = logging.getLogger(__name__)
@@ -81,14 +83,25 @@ class RoomChannel:
             self._timer = loop.call_later(self.reorder_wait_s, self.give_up_gap)
 
     def _fan_out(self, text: str) -> None:
+        started = time.perf_counter()
         code = self.code
         for conn in self.members:
             conn.deliver(code, text)
+        metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _event_type(subject: str) -> str:
+    """`st.room.<code>.evt.playback` → `playback` (event types are a closed set)."""
+    kind = subject.rsplit(".", 1)[-1]
+    return kind if kind in _EVENT_TYPES else "other"
+
+
+_EVENT_TYPES = frozenset(events.EVENT_TYPES)
 
 
 class Hub:
@@ -131,6 +144,7 @@ class Hub:
     def _callback(self, channel: RoomChannel):  # type: ignore[no-untyped-def]
         async def on_msg(msg: Msg) -> None:
             self.events.mark()
+            metrics.FRAMES_SENT.labels(_event_type(msg.subject)).inc()
             try:
                 v = orjson.loads(msg.data)["v"]
                 channel.on_event(int(v), msg.data.decode())

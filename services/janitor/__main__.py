@@ -1,11 +1,9 @@
 """`python -m services.janitor`: compete for the lease; while leading, run the jobs."""
 
 import asyncio
-import contextlib
 
-from services.common import runtime, stats
+from services.common import health, runtime, stats
 
-from . import health
 from .jobs import Jobs
 from .lease import Lease
 from .service import Janitor
@@ -14,7 +12,11 @@ from .settings import JanitorSettings
 
 async def main(stop: asyncio.Event) -> None:
     settings = JanitorSettings()
-    async with runtime.lifespan(settings, "janitor", use_db=False, use_redis=True) as res:
+    # /metrics, /healthz, /readyz are served here rather than by the lifespan: readiness
+    # includes the lease loop's own view of Redis (a standby waiting is ready too).
+    async with runtime.lifespan(
+        settings, "janitor", use_db=False, use_redis=True, serve_health=False
+    ) as res:
         assert res.redis is not None
         lease = Lease(
             res.redis, settings.instance_id, int(settings.background_task_lease_seconds * 1000)
@@ -29,21 +31,13 @@ async def main(stop: asyncio.Event) -> None:
         async def figures() -> tuple[dict[str, float], dict[str, float]]:
             return {"leader": 1.0 if janitor.leading else 0.0}, {}
 
+        async def lease_loop_ok() -> bool:
+            return janitor.redis_ok
+
         await stats.serve(res.nc, "janitor", settings.instance_id, figures)
-        server = None
-        if settings.metrics_port:
-            server = await health.serve(
-                settings.metrics_host,
-                settings.metrics_port,
-                lambda: res.nc.is_connected and janitor.redis_ok,
-            )
-        try:
+        checks = {**health.resource_checks(res), "lease": lease_loop_ok}
+        async with health.serving("janitor", settings.metrics_host, settings.metrics_port, checks):
             await janitor.run(stop)
-        finally:
-            if server is not None:
-                server.close()
-                with contextlib.suppress(Exception):
-                    await server.wait_closed()
 
 
 if __name__ == "__main__":

@@ -51,8 +51,3 @@ class JanitorSettings(CommonSettings):
     # backlog is trimmed in short transactions over several runs.
     batch_size: int = 1000
     batches_per_run: int = 20
-
-    # /healthz, /readyz and /metrics (the chart sets the port); 0 serves none (make run,
-    # tests). All interfaces by default: the kubelet and Prometheus come from outside the pod.
-    metrics_port: int = 0
-    metrics_host: str = "0.0.0.0"

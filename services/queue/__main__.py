@@ -4,6 +4,7 @@ import asyncio
 
 from services.common import runtime, stats
 
+from . import metrics
 from .handlers import build_router
 from .service import QueueService
 from .settings import QueueSettings
@@ -15,6 +16,7 @@ async def main(stop: asyncio.Event) -> None:
         assert res.engine is not None
         service = QueueService(res.engine, res.nc, settings.max_queue_length)
         router = build_router(service)
+        metrics.attach(router)
         await router.serve(res.nc, settings.max_inflight)
 
         async def figures() -> tuple[dict[str, float], dict[str, float]]:

@@ -115,7 +115,7 @@ class QueueService:
                     raise
                 return recalled
             if event is not None:
-                await self.nc.publish(events.subject_for("queue", room), event)
+                await bus.publish(self.nc, events.subject_for("queue", room), event)
         return reply
 
     async def add(self, env: CommandEnvelope, data: QueueAdd) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import asyncio
 
 from services.common import runtime, stats
 
+from . import metrics
 from .handlers import build_router
 from .playback import Timing
 from .service import RoomsService
@@ -21,6 +22,7 @@ async def main(stop: asyncio.Event) -> None:
         )
         service = RoomsService(res.engine, res.nc, timing)
         router = build_router(service)
+        metrics.attach(router, service)
         await router.serve(res.nc, settings.max_inflight)
 
         async def figures() -> tuple[dict[str, float], dict[str, float]]:

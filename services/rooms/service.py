@@ -95,7 +95,7 @@ class RoomsService:
 
     async def _publish(self, published: list[Published]) -> None:
         for event in published:
-            await self.nc.publish(event.subject, event.payload)
+            await bus.publish(self.nc, event.subject, event.payload)
 
     # -- room lifecycle ----------------------------------------------------------------
 

@@ -144,22 +144,24 @@ def faults(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
         system.stop()
 
 
+# What this run measured, for the terminal summary (pytest_terminal_summary below).
+RESULTS: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="module")
-def report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """Measured recovery per fault, written to .bench/faults.json and printed."""
-    results: dict[str, Any] = {}
-    yield results
+def report() -> Iterator[dict[str, Any]]:
+    """Measured recovery per fault, written to .bench/faults.json and printed at the end."""
+    yield RESULTS
     REPORT_PATH.parent.mkdir(exist_ok=True)
-    body = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "faults": results}
+    body = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "faults": RESULTS}
     REPORT_PATH.write_text(json.dumps(body, indent=2) + "\n")
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"fault recovery (also in {REPORT_PATH.relative_to(ROOT)}):"]
-    lines += [
-        f"  {name:<24} " + "  ".join(f"{k}={v}" for k, v in r.items())
-        for name, r in results.items()
-    ]
-    for line in lines:
-        if terminal is not None:
-            terminal.write_line(line)
-        else:
-            print(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RESULTS:
+        return
+    terminalreporter.section("fault recovery")
+    terminalreporter.write_line(f"(also in {REPORT_PATH.relative_to(ROOT)})")
+    for name, figures in RESULTS.items():
+        line = "  ".join(f"{k}={v}" for k, v in figures.items())
+        terminalreporter.write_line(f"{name:<24} {line}")

@@ -1,4 +1,4 @@
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -24,11 +24,15 @@ class Contract(BaseModel):
     """A message on the wire: unknown fields are refused, so typos fail loudly."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields whose text is cleaned of control characters later, by their owner, rather than
+    # refused (a guest's name); and a command's raw `data`, which its own model checks.
+    nul_exempt: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
     def _no_nul(self) -> Self:
         # After the fields' own validators: a field that cleans its text (chat) drops NULs
         # before this looks.
-        for value in self.__dict__.values():
-            refuse_nul(value)
+        for name, value in self.__dict__.items():
+            if name not in self.nul_exempt:
+                refuse_nul(value)
         return self

@@ -75,6 +75,17 @@ class TimePing(Contract):
     t0: float
 
 
+# A client's measured drift, answered by the gateway itself (a histogram, nothing stored).
+# Bounded: past ten minutes a client is lost, not drifting; playbackRate's own range is
+# 1/16..16 in Chromium.
+MAX_DRIFT_MS: Final = 600_000
+
+
+class DriftReport(Contract):
+    drift_ms: float = Field(ge=-MAX_DRIFT_MS, le=MAX_DRIFT_MS, allow_inf_nan=False)
+    rate: float | None = Field(default=None, ge=0.0625, le=16, allow_inf_nan=False)
+
+
 MAX_CHAT_TEXT: Final = 1000  # characters after cleaning; a paragraph, not a document
 # What a join snapshot carries of the chat; older messages come from `chat.history`.
 SNAPSHOT_CHAT_MESSAGES: Final = 50
@@ -234,4 +245,4 @@ ROUTES: Final[dict[str, Route]] = {
     "admin.rooms": _rooms("admin_rooms", AdminRoomsQuery, needs_room=False),
 }
 
-GATEWAY_COMMANDS: Final = frozenset({"time.ping"})
+GATEWAY_COMMANDS: Final = frozenset({"time.ping", "drift.report"})

@@ -1,6 +1,6 @@
 """What travels on the bus between the gateway and the services, and between services."""
 
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,9 @@ class CommandEnvelope(Contract):
     room: str | None = None
     conn: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+    # `data` is validated (NUL refused or cleaned away) by the command's own model.
+    nul_exempt: ClassVar[frozenset[str]] = frozenset({"data"})
 
 
 # -- service to service ------------------------------------------------------------------
@@ -69,6 +72,9 @@ class DisconnectNotice(Contract):
 
 class GuestRequest(Contract):
     name: str = Field(min_length=1, max_length=40)
+
+    # auth strips control characters from names (NUL among them) before it keeps one.
+    nul_exempt: ClassVar[frozenset[str]] = frozenset({"name"})
 
 
 class TokenReply(Contract):

@@ -19,6 +19,7 @@ from services.common.contracts.commands import (
     GATEWAY_COMMANDS,
     MAX_POSITION_MS,
     ROUTES,
+    DriftReport,
     EntryRef,
     Join,
     NoData,
@@ -96,6 +97,7 @@ SAMPLES: dict[type[Contract], Contract] = {
     QueueAdd: QueueAdd(url="https://youtu.be/dQw4w9WgXcQ", title="t", duration_ms=1, next=True),
     QueueMove: QueueMove(entry_id="q1", index=3),
     TimePing: TimePing(t0=1_700_000_000_000.25),
+    DriftReport: DriftReport(drift_ms=-12.5, rate=1.02),
     CommandEnvelope: CommandEnvelope(
         id="c7", user=USER, room="AbC123", conn="gw-1:3", data={"position_ms": 5, "x": [1, None]}
     ),
@@ -346,7 +348,7 @@ def test_the_design_wire_commands_are_all_routed() -> None:
         " queue.add queue.remove queue.move queue.load".split()
     )
     assert wire <= set(ROUTES)
-    assert GATEWAY_COMMANDS == {"time.ping"}
+    assert GATEWAY_COMMANDS == {"time.ping", "drift.report"}
     assert not GATEWAY_COMMANDS & set(ROUTES)
 
 
@@ -384,6 +386,11 @@ INVALID: list[tuple[type[Contract], dict[str, Any]]] = [
     (SettingsUpdate, {"ad_sync": "sometimes"}),
     (TimePing, {}),
     (TimePing, {"t0": "now"}),
+    (DriftReport, {}),
+    (DriftReport, {"drift_ms": 600_001}),
+    (DriftReport, {"drift_ms": 1, "rate": 0}),
+    (DriftReport, {"drift_ms": "NaN"}),
+    (DriftReport, {"drift_ms": 1, "room": "x"}),
     (GuestRequest, {"name": ""}),
     (GuestRequest, {"name": "n" * 41}),
     (CommandEnvelope, {"id": "", "user": {"id": "u", "name": "n"}}),
