@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pydantic import ValidationError
 
@@ -69,9 +70,15 @@ class Dispatcher:
         metrics.FRAMES_SENT.labels("reply").inc()
 
     async def handle(self, conn: Connection, frame: Frame) -> None:
-        # The root of the command's trace; its requests carry it to the services (bus.py).
+        # The root of the command's own trace; its requests carry it to the services
+        # (bus.py). A new root, linked to the socket's span (FastAPI traces the whole /ws
+        # connection as one span): one trace per command, not one per socket lifetime.
+        socket_span = trace.get_current_span().get_span_context()
         with tracing.tracer.start_as_current_span(
-            f"ws {metrics.frame_type(frame.type)}", kind=trace.SpanKind.SERVER
+            f"ws {metrics.frame_type(frame.type)}",
+            context=otel_context.Context(),
+            kind=trace.SpanKind.SERVER,
+            links=[trace.Link(socket_span)] if socket_span.is_valid else None,
         ):
             await self._handle(conn, frame)
         metrics.FRAMES_SENT.labels("reply").inc()
@@ -140,7 +147,9 @@ class Dispatcher:
             )
         except BaseException:
             conn.release(room)
-            if joining and room not in conn.rooms:
+            # Another join of this room on this socket may still be under way: it keeps
+            # the subscription (and will add the room) unless it fails too.
+            if joining and room not in conn.rooms and not conn.holds(room):
                 await self.hub.remove(conn, room)
             raise
         versions = {

@@ -61,6 +61,7 @@ class Connection:
     __slots__ = (
         "_closer",
         "_closing",
+        "_holders",
         "_holding",
         "_queue",
         "_queued_bytes",
@@ -93,6 +94,10 @@ class Connection:
         self._wakeup = asyncio.Event()
         # Rooms whose events wait until this socket has its snapshot (join / room.sync).
         self._holding: dict[str, list[str]] = {}
+        # How many snapshot requests (join / room.sync) of this socket wait per room: events
+        # are released only when the last one has replied, and a failed join leaves the room
+        # only when no other join of it is under way.
+        self._holders: dict[str, int] = {}
         self._closer: asyncio.Task[None] | None = None
         # (code, reason) to close with once the buffer is written (a graceful drain).
         self._closing: tuple[int, str] | None = None
@@ -120,10 +125,21 @@ class Connection:
 
     def hold(self, room: str) -> None:
         self._holding.setdefault(room, [])
+        self._holders[room] = self._holders.get(room, 0) + 1
 
     def release(self, room: str) -> None:
+        """One snapshot request is done; the held events go out after the last one."""
+        left = self._holders.get(room, 0) - 1
+        if left > 0:
+            self._holders[room] = left
+            return
+        self._holders.pop(room, None)
         for text in self._holding.pop(room, ()):
             self.send(text)
+
+    def holds(self, room: str) -> bool:
+        """Whether a snapshot request for the room is still under way on this socket."""
+        return room in self._holders
 
     def drop(self, code: int, reason: str) -> None:
         """Close from outside the writer (e.g. overflow): stop buffering, close soon."""

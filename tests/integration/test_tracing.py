@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats
 import pytest
 import uvicorn
 from opentelemetry import trace
@@ -93,6 +94,15 @@ async def test_one_trace_spans_gateway_bus_service_and_db(
                 if reply.get("re") == "c1":
                     break
             assert reply["ok"], reply
+            # A join publishes a members event: its headers carry the join's trace.
+            code = reply["data"]["room"]["code"]
+            published: asyncio.Queue = asyncio.Queue()
+            watcher = await nats.connect(own_nats)
+            await watcher.subscribe(f"st.room.{code}.evt.>", cb=published.put)
+            await watcher.flush()
+            await ws.send(json.dumps({"id": "c2", "type": "join", "room": code, "data": {}}))
+            event = await asyncio.wait_for(published.get(), 30)
+            await watcher.close()
     finally:
         service.close()
         await nc.drain()
@@ -109,12 +119,21 @@ async def test_one_trace_spans_gateway_bus_service_and_db(
         s for s in spans if s.name == "st.rooms.cmd.create" and s.kind == trace.SpanKind.CLIENT
     )
     trace_id = root.context.trace_id
+    assert root.parent is None, "a command is the root of its own trace, not the socket's"
+    assert by_name["ws join"].context.trace_id != trace_id
     assert client.context.trace_id == trace_id and client.parent.span_id == root.context.span_id
     # Across NATS: the service's span is the child of the gateway's request span.
     assert server.context.trace_id == trace_id and server.parent.span_id == client.context.span_id
     db_spans = [s for s in spans if s.name.startswith("db ") and s.context.trace_id == trace_id]
     assert any(s.name == "db insert" for s in db_spans), [s.name for s in spans]
-    assert all(s.parent.span_id == server.context.span_id for s in db_spans)
+    names = {s.context.span_id: s.name for s in spans}
+    assert all(s.parent.span_id == server.context.span_id for s in db_spans), [
+        (s.name, names.get(s.parent.span_id), s.attributes)
+        for s in db_spans
+        if s.parent.span_id != server.context.span_id
+    ]
+    join = by_name["ws join"]
+    traceparent = (event.headers or {}).get("traceparent", "")
+    assert traceparent.split("-")[1] == format(join.context.trace_id, "032x"), event.headers
     # Room codes never name a span (subject templates do).
-    code = reply["data"]["room"]["code"]
     assert not [s.name for s in spans if code in s.name]

@@ -288,6 +288,9 @@ async def test_holding_twice_keeps_what_was_held() -> None:
         conn.deliver(ROOM, "e2")
         conn.release(ROOM)
         await settle()
+        assert ws.sent == []  # the second snapshot request still waits
+        conn.release(ROOM)
+        await settle()
     assert ws.sent == ["e1", "e2"]
 
 
@@ -320,3 +323,17 @@ async def test_drop_closes_with_the_given_code(code: int) -> None:
     await settle()
     assert conn.closed
     assert ws.closes == [(code, "why")]
+
+
+def test_events_wait_for_the_last_of_two_overlapping_snapshots() -> None:
+    conn, _ws = connection(max_frames=16, max_bytes=1 << 20)
+    conn.hold(ROOM)
+    conn.hold(ROOM)
+    conn.deliver(ROOM, "event-1")
+    conn.release(ROOM)  # the first join failed or replied: the second still waits
+    assert conn.holds(ROOM)
+    assert not conn._queue
+    conn.send("snapshot-2")
+    conn.release(ROOM)
+    assert not conn.holds(ROOM)
+    assert list(conn._queue) == ["snapshot-2", "event-1"]
