@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.common import runtime
+from services.common import runtime, stats
 
 from . import metrics
 from .google import GoogleConfig, GoogleSignIn
@@ -40,6 +40,11 @@ async def main(stop: asyncio.Event) -> None:
         router = build_router(service, google)
         metrics.attach(router)
         await router.serve(res.nc, settings.max_inflight)
+
+        async def figures() -> tuple[dict[str, float], dict[str, float]]:
+            return {"messages_per_s": router.meter.per_second()}, {}
+
+        await stats.serve(res.nc, "auth", stats.instance_id(), figures)
         await stop.wait()
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.common import runtime
+from services.common import runtime, stats
 
 from . import metrics
 from .handlers import build_router
@@ -24,6 +24,11 @@ async def main(stop: asyncio.Event) -> None:
         router = build_router(service)
         metrics.attach(router)
         await router.serve(res.nc, settings.max_inflight)
+
+        async def figures() -> tuple[dict[str, float], dict[str, float]]:
+            return {"messages_per_s": router.meter.per_second()}, {}
+
+        await stats.serve(res.nc, "chat", stats.instance_id(), figures)
         await stop.wait()
 
 

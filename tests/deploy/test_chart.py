@@ -46,6 +46,8 @@ def of_kind(docs: list[Manifest], kind: str) -> dict[str, Manifest]:
         if doc["kind"] == kind:
             meta = doc["metadata"]
             key = meta.get("labels", {}).get("app.kubernetes.io/component", meta["name"])
+            if key == "dashboards":  # one ConfigMap per dashboard file
+                key = meta["name"]
             assert key not in found, f"two {kind} objects for {key}"
             found[key] = doc
     return found

@@ -254,6 +254,8 @@ async def test_stats_gather_every_replica(connect: Connect, system: System) -> N
     assert services["gateway"]["replicas"] == len(gateways) >= 1
     assert services["rooms"]["replicas"] == 2  # the test system's replicas
     assert services["queue"]["replicas"] == 2
+    assert services["chat"]["replicas"] == 2
+    assert services["auth"]["replicas"] >= 1
     assert stats["window_ms"] == 300
 
 

@@ -48,7 +48,9 @@ class Bus:
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes]] = []
 
-    async def publish(self, subject: str, payload: bytes) -> None:
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.published.append((subject, payload))
 
     def members_events(self) -> int:
