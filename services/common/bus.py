@@ -252,7 +252,11 @@ def internal_envelope(message: BaseModel, room: str | None = None) -> CommandEnv
 async def publish(nc: NATS, subject: str, payload: bytes) -> None:
     """Publish with the current trace's `traceparent` in the headers (none when no trace is
     being recorded: OTLP unset costs nothing on the wire)."""
-    await nc.publish(subject, payload, headers=tracing.inject() or None)
+    headers = tracing.inject()
+    if headers:
+        await nc.publish(subject, payload, headers=headers)
+    else:
+        await nc.publish(subject, payload)
 
 
 async def request(

@@ -2,10 +2,13 @@
 down, and a second run finds the rooms of the first."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -53,7 +56,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(timeout=60)
 
 
-def test_second_run_finds_the_rooms_of_the_first(tmp_path: Path) -> None:
+@pytest.fixture
+def run_root() -> Iterator[Path]:
+    # Not pytest's tmp_path: PostgreSQL runs as another user (we are root), and pytest keeps
+    # its base folder at mode 0700, re-tightened by any other pytest session on the machine.
+    root = Path(tempfile.mkdtemp(prefix="sharetube-devrun-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_second_run_finds_the_rooms_of_the_first(run_root: Path) -> None:
+    tmp_path = run_root
     env = {
         **{
             k: v
