@@ -21,5 +21,5 @@ def _load_check() -> ModuleType:
 def chart() -> ModuleType:
     check = _load_check()
     if not check.helm_binary().exists():
-        pytest.skip(f"no helm at {check.helm_binary()}: `make helm-check` installs it")
+        pytest.fail(f"no helm at {check.helm_binary()}: run `make helm-check` (make test does)")
     return check

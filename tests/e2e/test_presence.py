@@ -7,15 +7,13 @@ Times are measured and printed, never asserted (the machine is shared).
 """
 
 import asyncio
-import base64
-import os
-import socket
 import time
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.support import rawsocket
 from tests.support.client import WsClient
 from tests.support.system import System
 
@@ -106,28 +104,6 @@ async def test_an_explicit_leave_is_not_away(connect: Connect) -> None:
     )
 
 
-def _silent_socket(port: int, token: str, frame: bytes) -> socket.socket:
-    """A client that opens a socket, sends one frame and then never reads or answers a ping
-    (a laptop that went to sleep, a half-open TCP connection)."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(frame))
-    sock.sendall(bytes([0x81, 0x80 | len(frame)]) + mask + masked)
-    return sock
-
-
 async def test_a_socket_that_stops_answering_pings_is_closed_and_shows_away(
     connect: Connect, strict_gateway: StrictGateway
 ) -> None:
@@ -137,7 +113,7 @@ async def test_a_socket_that_stops_answering_pings_is_closed_and_shows_away(
     await sleeper.close()  # its token now opens a socket that goes silent after joining
     join = orjson.dumps({"id": "j1", "type": "join", "room": room, "data": {}})
     silent = await asyncio.to_thread(
-        _silent_socket,
+        rawsocket.open_and_send,
         strict_gateway.port,
         sleeper.token,  # type: ignore[attr-defined]
         join,

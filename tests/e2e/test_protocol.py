@@ -1,9 +1,6 @@
 """The wire protocol's edges: tokens, bad frames, idempotent retries, the REST face."""
 
 import asyncio
-import base64
-import os
-import socket
 import time
 
 import httpx
@@ -11,6 +8,7 @@ import orjson
 import pytest
 import websockets
 
+from tests.support import rawsocket
 from tests.support.client import ReplyError, WsClient
 from tests.support.system import System
 
@@ -148,29 +146,6 @@ async def test_guest_sign_in_and_me(system: System) -> None:
         assert health["status"] == "ok"
 
 
-def _raw_socket_client(port: int, token: str, join_frame: bytes) -> socket.socket:
-    """A WebSocket client that joins and then never reads (a stuck tab), by hand: client
-    libraries read in the background."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(join_frame))
-    sock.sendall(bytes([0x81, 0x80 | len(join_frame)]) + mask + masked)
-    return sock
-
-
 async def test_slow_client_is_dropped_without_slowing_the_room(
     system: System, connect: Connect
 ) -> None:
@@ -179,7 +154,7 @@ async def test_slow_client_is_dropped_without_slowing_the_room(
     await owner.call("join", room=room)
     await fast.call("join", room=room)
     join = orjson.dumps({"id": "j", "type": "join", "room": room, "data": {}})
-    slow = _raw_socket_client(system.port, owner.token, join)  # type: ignore[attr-defined]
+    slow = rawsocket.open_and_send(system.port, owner.token, join, rcvbuf=4096)  # type: ignore[attr-defined]
     try:
         # Queue events carry the whole queue: ~15 MB in all with long thumbnails, far more
         # than the kernel's socket buffers and the gateway's 1 MB per-socket buffer hold.
