@@ -1,30 +1,21 @@
 """What the janitor asks of the queue: retention of played entries and of the command log,
-and the rows of rooms that rooms closed. Idempotent; bounded per call."""
+and the rows of rooms that rooms closed."""
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.contracts.envelope import PurgeOrphans, RetentionRequest, RowsDeleted
-from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.idempotency import CommandLog
+from services.common.upkeep import RetentionUpkeep
 
 from . import repository as repo
 
 
-class Upkeep:
+class Upkeep(RetentionUpkeep):
     def __init__(self, engine: AsyncEngine, commands: CommandLog) -> None:
-        self.engine = engine
-        self.commands = commands
-
-    async def retention(self, request: RetentionRequest) -> RowsDeleted:
-        async with self.engine.begin() as conn:
-            if request.kind == "entries":
-                deleted = await repo.purge_finished(conn, request.before_ms, request.limit)
-            elif request.kind == "commands":
-                deleted = await self.commands.purge(conn, request.before_ms, request.limit)
-            else:
-                raise ServiceError(ErrorCode.BAD_REQUEST, f"queue keeps no {request.kind}")
-        return RowsDeleted(deleted=deleted)
-
-    async def purge_orphans(self, request: PurgeOrphans) -> RowsDeleted:
-        async with self.engine.begin() as conn:
-            return RowsDeleted(deleted=await repo.purge_orphans(conn, request.limit))
+        super().__init__(
+            engine,
+            commands,
+            service="queue",
+            kind="entries",
+            purge_old=repo.purge_finished,
+            purge_orphans=repo.purge_orphans,
+        )
