@@ -1,33 +1,32 @@
-"""The gateway's ASGI app: `/ws` for clients, the REST face, health, static portals."""
+"""The gateway's ASGI app: the REST face, health and static portals; its state, which the
+WebSocket server (wsserver.py, `/ws`) shares."""
 
 import asyncio
 import contextlib
 import itertools
 import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Header, Request, WebSocket
+from fastapi import FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from starlette.websockets import WebSocketDisconnect
 
-from services.common import bus, presence, runtime, sessions
+from services.common import bus, runtime, sessions
 from services.common import health as probes
-from services.common.contracts import events, subjects
+from services.common.contracts import subjects
 from services.common.contracts.envelope import CommandEnvelope, GuestRequest
 from services.common.contracts.errors import CloseCode, ErrorCode, ServiceError
 from services.common.stats import RateMeter
 
-from . import api, drain, frames, heartbeat, notices, portals, signin
+from . import api, drain, heartbeat, notices, portals, signin
 from .commands import Dispatcher
 from .connection import Connection
 from .hub import Hub
 from .origins import OriginPolicy
-from .ratelimit import TokenBucket, UserLimiter
+from .ratelimit import UserLimiter
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +58,14 @@ class GatewayState:
     draining: bool = False  # SIGTERM: sockets are being told to reconnect elsewhere
     origins: OriginPolicy | None = None  # who may open /ws from a browser page
     user_limiter: UserLimiter | None = None  # commands per user, across gateways (Redis)
+    # Command and clean-up tasks of the sockets (the loop holds tasks weakly).
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -118,7 +125,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(signin.router)  # /auth/google, /auth/google/callback, /auth/logout
     app.include_router(portals.router)  # /, /dashboard, /mobile-remote, GET /api/config
     portals.mount(app)  # /static/js/sharetube-client.js, /static/... (portals/)
-    _add_socket_route(app, settings)
     return app
 
 
@@ -186,122 +192,3 @@ def _add_http_routes(app: FastAPI, settings: GatewaySettings) -> None:
             {"nats": connected, "redis": redis_ok, "draining": gw.draining},
             status_code=200 if ready else 503,
         )
-
-
-def _add_socket_route(app: FastAPI, settings: GatewaySettings) -> None:
-    @app.websocket("/ws")
-    async def socket(ws: WebSocket) -> None:
-        gw: GatewayState = ws.app.state.gw
-        assert gw.origins is not None
-        origin = ws.headers.get("origin")
-        if not gw.origins.allows(origin, ws.headers.get("host")):
-            log.warning("socket refused: origin %.100s not allowed", origin)
-            await ws.close(code=CloseCode.UNAUTHORIZED)  # before the upgrade: HTTP 403
-            return
-        try:
-            user, claims = await sessions.authenticate(
-                gw.redis, settings.jwt_secret, ws.query_params.get("token", "")
-            )
-        except ServiceError as exc:
-            if exc.code is ErrorCode.UNAVAILABLE:
-                # Sessions cannot be checked (Redis away): not the token's fault. Say "try
-                # again later" in a way a browser can read (an HTTP refusal shows as 1006).
-                await ws.accept()
-                await ws.close(code=CloseCode.TRY_AGAIN_LATER, reason="try again later")
-                return
-            # Refused before the upgrade: the client sees HTTP 403, not an open socket.
-            await ws.close(code=CloseCode.UNAUTHORIZED)
-            return
-        await ws.accept()
-        if gw.draining:
-            await ws.send_text(events.reconnect(settings.drain_spread_ms))
-            await ws.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
-            return
-        conn = Connection(
-            ws,
-            user,
-            presence.conn_id(settings.gateway_id, next(gw.counter)),
-            settings.send_queue_frames,
-            settings.send_queue_bytes,
-        )
-        # Tokens are checked when a socket opens; one that outlives its token is closed then.
-        expires_in_s = float(claims["exp"]) - time.time()
-        expiry = asyncio.get_running_loop().call_later(
-            max(expires_in_s, 0.0), conn.drop, CloseCode.UNAUTHORIZED, "token expired"
-        )
-        gw.connections.add(conn)
-        sid = sessions.session_of(claims)
-        gw.sessions.setdefault(sid, set()).add(conn)
-        writer = asyncio.create_task(conn.writer())
-        try:
-            await _read_loop(ws, conn, gw, settings)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            expiry.cancel()
-            conn.closed = True
-            writer.cancel()
-            gw.connections.discard(conn)
-            same_session = gw.sessions.get(sid)
-            if same_session is not None:
-                same_session.discard(conn)
-                if not same_session:
-                    del gw.sessions[sid]
-            await gw.dispatcher.disconnected(conn)
-
-
-async def _read_loop(
-    ws: WebSocket, conn: Connection, gw: GatewayState, settings: GatewaySettings
-) -> None:
-    tasks: set[asyncio.Task[None]] = set()
-    # Every frame, good or bad, takes a token; one without a token goes no further.
-    bucket = TokenBucket(settings.conn_rate_per_second, settings.conn_rate_burst)
-    while not conn.closed:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        gw.frames.mark()
-        allowed = bucket.take()
-        raw = message.get("text")
-        if raw is None:
-            raw = message.get("bytes") or b""
-        if len(raw) > settings.max_frame_bytes:
-            conn.send(frames.reply_error(None, ServiceError(ErrorCode.TOO_LARGE)))
-            continue
-        try:
-            frame = frames.parse(raw)
-        except frames.FrameError as exc:
-            conn.send(frames.reply_error(exc.request_id, exc.error if allowed else _LIMITED))
-            continue
-        if not allowed:
-            conn.send(frames.reply_error(frame.id, _LIMITED))
-            continue
-        if gw.dispatcher.immediate(conn, frame):
-            continue
-        if conn.inflight >= settings.max_inflight_per_socket:
-            conn.send(
-                frames.reply_error(
-                    frame.id, ServiceError(ErrorCode.RATE_LIMITED, "Too many commands at once.")
-                )
-            )
-            continue
-        conn.inflight += 1
-        task = asyncio.create_task(_command(gw, conn, frame))
-        tasks.add(task)
-        task.add_done_callback(lambda t: (tasks.discard(t), _done(conn)))
-
-
-_LIMITED = ServiceError(ErrorCode.RATE_LIMITED, "Too many frames; slow down.")
-
-
-async def _command(gw: GatewayState, conn: Connection, frame: frames.Frame) -> None:
-    """A command for a service, within the user's rate across all their sockets."""
-    assert gw.user_limiter is not None
-    if not await gw.user_limiter.take(conn.user.id):
-        conn.send(frames.reply_error(frame.id, _LIMITED))
-        return
-    await gw.dispatcher.handle(conn, frame)
-
-
-def _done(conn: Connection) -> None:
-    conn.inflight -= 1

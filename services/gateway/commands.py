@@ -71,14 +71,11 @@ class Dispatcher:
 
     async def handle(self, conn: Connection, frame: Frame) -> None:
         # The root of the command's own trace; its requests carry it to the services
-        # (bus.py). A new root, linked to the socket's span (FastAPI traces the whole /ws
-        # connection as one span): one trace per command, not one per socket lifetime.
-        socket_span = trace.get_current_span().get_span_context()
+        # (bus.py): one trace per command, not one per socket lifetime.
         with tracing.tracer.start_as_current_span(
             f"ws {metrics.frame_type(frame.type)}",
             context=otel_context.Context(),
             kind=trace.SpanKind.SERVER,
-            links=[trace.Link(socket_span)] if socket_span.is_valid else None,
         ):
             await self._handle(conn, frame)
         metrics.FRAMES_SENT.labels("reply").inc()
@@ -116,7 +113,7 @@ class Dispatcher:
         envelope = orjson.dumps(
             {
                 "id": frame.id,
-                "user": conn.user_json,
+                "user": orjson.Fragment(conn.user_json),
                 "room": frame.room,
                 "conn": conn.conn_id,
                 "data": frame.data if data is None else data,

@@ -1,180 +1,132 @@
-"""One client socket: its user, its rooms, and a bounded send buffer drained by one task.
+"""One client socket as the gateway's logic sees it: its user, its rooms, and its sends.
 
-Nothing in the fan-out path awaits a socket: `deliver` appends to the buffer and returns. A
-client that cannot keep up fills its buffer and is closed with 4008, never slowing its room.
+Nothing in the fan-out path awaits a socket: a frame is written to the socket's transport at
+once (the kernel takes it, or the transport buffers it). A client that does not read fills its
+buffer past `max_bytes` and is closed with 4008, never slowing its room.
 """
 
-import asyncio
-import contextlib
 import logging
-import socket
-import struct
-from collections import deque
-from typing import Any
-
-from starlette.websockets import WebSocket
+from typing import Protocol
 
 from services.common.contracts.errors import CloseCode
 from services.common.contracts.models import UserRef
 
 from .metrics import SLOW_CONSUMER_CLOSES
+from .ratelimit import TokenBucket
+from .wire import text_frame
 
 log = logging.getLogger(__name__)
 
-CLOSE_WAIT_S = 2.0
 
+class Socket(Protocol):
+    """The transport side of a client socket (wsserver.ClientSocket)."""
 
-def _abort_transport(ws: WebSocket) -> None:
-    transport = _find_transport(ws._send)
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # Linger 0: close with a reset and free the kernel's buffers now. A plain close
-        # would queue a FIN behind the data that the client never reads.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+    def write(self, frame: bytes) -> None: ...
 
+    def buffered(self) -> int: ...
 
-def _find_transport(send: object, depth: int = 6) -> Any:
-    """ASGI hides the transport: uvicorn's `send` is a method of its protocol, which
-    Starlette's middleware wrap in closures. Follow them to the protocol's transport."""
-    if depth == 0 or send is None:
-        return None
-    owner = getattr(send, "__self__", None)
-    if owner is not None and hasattr(owner, "transport"):
-        return owner.transport
-    for cell in getattr(send, "__closure__", None) or ():
-        try:
-            inner = cell.cell_contents
-        except ValueError:
-            continue
-        if callable(inner):
-            found = _find_transport(inner, depth - 1)
-            if found is not None:
-                return found
-    return None
+    def close(self, code: int, reason: str) -> None: ...
 
 
 class Connection:
     __slots__ = (
-        "_closer",
-        "_closing",
         "_holders",
         "_holding",
-        "_queue",
-        "_queued_bytes",
-        "_wakeup",
+        "bucket",
         "closed",
         "conn_id",
+        "expiry",
         "inflight",
         "max_bytes",
-        "max_frames",
         "rooms",
+        "sid",
+        "socket",
         "user",
         "user_json",
-        "ws",
     )
 
     def __init__(
-        self, ws: WebSocket, user: UserRef, conn_id: str, max_frames: int, max_bytes: int
+        self,
+        socket: Socket,
+        user: UserRef,
+        conn_id: str,
+        max_bytes: int,
+        bucket: TokenBucket | None = None,
+        sid: str = "",
     ) -> None:
-        self.ws = ws
+        self.socket = socket
         self.user = user
-        self.user_json = user.model_dump()
+        # Spliced into every command envelope this socket sends (commands.py).
+        self.user_json = user.model_dump_json().encode()
         self.conn_id = conn_id
-        self.max_frames = max_frames
         self.max_bytes = max_bytes
+        self.bucket = bucket
+        self.sid = sid
         self.rooms: set[str] = set()
         self.inflight = 0
         self.closed = False
-        self._queue: deque[str] = deque()
-        self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        self.expiry: object | None = None  # the token-expiry timer (asyncio.TimerHandle)
         # Rooms whose events wait until this socket has its snapshot (join / room.sync).
-        self._holding: dict[str, list[str]] = {}
+        self._holding: dict[str, list[bytes]] | None = None
         # How many snapshot requests (join / room.sync) of this socket wait per room: events
         # are released only when the last one has replied, and a failed join leaves the room
         # only when no other join of it is under way.
-        self._holders: dict[str, int] = {}
-        self._closer: asyncio.Task[None] | None = None
-        # (code, reason) to close with once the buffer is written (a graceful drain).
-        self._closing: tuple[int, str] | None = None
+        self._holders: dict[str, int] | None = None
 
-    def send(self, text: str) -> None:
+    def send(self, text: str | bytes) -> None:
+        """One frame for this socket alone (a reply, a notice)."""
+        self.send_frame(text_frame(text.encode() if isinstance(text, str) else text))
+
+    def send_frame(self, frame: bytes) -> None:
+        """An encoded WebSocket frame, possibly shared by every member of a room."""
         if self.closed:
             return
-        # str.isascii() is O(1) in CPython (a flag on the string): encode only when needed.
-        size = len(text) if text.isascii() else len(text.encode())
-        if len(self._queue) >= self.max_frames or self._queued_bytes + size > self.max_bytes:
+        if self.socket.buffered() + len(frame) > self.max_bytes:
             SLOW_CONSUMER_CLOSES.inc()  # services/gateway/metrics.py
             self.drop(CloseCode.SLOW_CONSUMER, "send buffer full")
             return
-        self._queue.append(text)
-        self._queued_bytes += size
-        self._wakeup.set()
+        self.socket.write(frame)
 
-    def deliver(self, room: str, text: str) -> None:
+    def deliver(self, room: str, frame: bytes) -> None:
         """A room event: held while the socket waits for that room's snapshot."""
         held = self._holding.get(room) if self._holding else None
         if held is not None:
-            held.append(text)
+            held.append(frame)
         else:
-            self.send(text)
+            self.send_frame(frame)
 
     def hold(self, room: str) -> None:
+        if self._holding is None or self._holders is None:
+            self._holding, self._holders = {}, {}
         self._holding.setdefault(room, [])
         self._holders[room] = self._holders.get(room, 0) + 1
 
     def release(self, room: str) -> None:
         """One snapshot request is done; the held events go out after the last one."""
+        if self._holders is None or self._holding is None:
+            return
         left = self._holders.get(room, 0) - 1
         if left > 0:
             self._holders[room] = left
             return
         self._holders.pop(room, None)
-        for text in self._holding.pop(room, ()):
-            self.send(text)
+        for frame in self._holding.pop(room, ()):
+            self.send_frame(frame)
 
     def holds(self, room: str) -> bool:
         """Whether a snapshot request for the room is still under way on this socket."""
-        return room in self._holders
+        return self._holders is not None and room in self._holders
 
     def drop(self, code: int, reason: str) -> None:
-        """Close from outside the writer (e.g. overflow): stop buffering, close soon."""
+        """Close: a close frame after what is written already; a client that reads nothing
+        never gets it, and the socket is then cut (wsserver.CLOSE_WAIT_S)."""
         if self.closed:
             return
         self.closed = True
-        self._queue.clear()
-        self._wakeup.set()
         log.info("closing %s: %s", self.conn_id, reason)
-        # Keep a reference: the loop holds tasks weakly, and this one may wait seconds.
-        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+        self.socket.close(code, reason)
 
     def close_after_flush(self, code: int, reason: str) -> None:
-        """Close once what is buffered (e.g. a `reconnect` frame) has been written."""
-        if self.closed:
-            return
-        self._closing = (code, reason)
-        self._wakeup.set()
-
-    async def _close(self, code: int, reason: str) -> None:
-        """Send a close frame; a client that reads nothing cannot receive it, so after
-        CLOSE_WAIT_S the TCP connection is cut and its buffers freed."""
-        try:
-            await asyncio.wait_for(self.ws.close(code=code, reason=reason), CLOSE_WAIT_S)
-        except Exception:
-            _abort_transport(self.ws)
-
-    async def writer(self) -> None:
-        """Drain the buffer into the socket until the connection closes."""
-        while not self.closed:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue and not self.closed:
-                text = self._queue.popleft()
-                self._queued_bytes -= len(text)
-                await self.ws.send_text(text)
-            if self._closing is not None and not self._queue:
-                self.drop(*self._closing)
+        """Close once what is buffered (e.g. a `reconnect` frame) has been written: writes
+        are ordered, so the close frame simply goes after it."""
+        self.drop(code, reason)

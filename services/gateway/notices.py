@@ -1,8 +1,9 @@
 """What every gateway hears besides room events: evictions, and requests for its figures.
 
-`st.gateway.evt.evict` names the sockets of a kicked or banned user; the gateway holding them
-takes them out of the room's channel (so they receive none of its events any more) and tells
-each socket with an `evicted` frame. `st.stats.gather` asks for this gateway's figures.
+`st.gateway.evt.evict` names the sockets of a kicked or banned user, or (a closed room) every
+socket in the room; the gateway holding them takes them out of the room's channel (so they
+receive none of its events any more) and tells each socket with an `evicted` frame.
+`st.stats.gather` asks for this gateway's figures.
 """
 
 import logging
@@ -21,9 +22,14 @@ log = logging.getLogger(__name__)
 
 
 async def evict(gw: "GatewayState", notice: EvictNotice) -> int:
-    """Take the named sockets out of the room; returns how many were here."""
-    wanted = set(notice.conns)
-    targets = [c for c in gw.connections if c.conn_id in wanted and notice.room in c.rooms]
+    """Take the named sockets (all, for a closed room) out of the room; returns how many
+    were here."""
+    wanted = None if notice.conns is None else set(notice.conns)
+    targets = [
+        c
+        for c in gw.connections
+        if notice.room in c.rooms and (wanted is None or c.conn_id in wanted)
+    ]
     frame = events.evicted(notice.room, notice.reason)
     for conn in targets:
         conn.rooms.discard(notice.room)
@@ -44,7 +50,8 @@ async def start(gw: "GatewayState") -> None:
             log.warning("bad notice on %s", msg.subject)
             return
         if await evict(gw, notice):
-            log.info("evicted %s from %s (%s)", notice.user_id, notice.room, notice.reason)
+            who = notice.user_id or "every socket"
+            log.info("evicted %s from %s (%s)", who, notice.room, notice.reason)
 
     async def figures() -> tuple[dict[str, float], dict[str, float]]:
         return {

@@ -26,6 +26,7 @@ from services.common import bus, devstack, metrics, tokens
 from services.common.contracts.models import UserRef
 from services.common.devstack import free_port
 from services.gateway.app import create_app
+from services.gateway.server import config_for
 from services.gateway.settings import GatewaySettings
 from services.rooms.handlers import build_router
 from services.rooms.playback import Timing
@@ -56,9 +57,7 @@ def own_nats(tmp_path: Path) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gateway(settings: GatewaySettings) -> AsyncIterator[None]:
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_config=None
-    )
+    config = config_for(create_app(settings), settings, loop="asyncio")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -1,339 +1,192 @@
-"""A socket's bounded send buffer: order, the frame and byte bounds, and held room events."""
-
-import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+"""A socket's sends: frames in order, the byte bound on the unread backlog, held room events."""
 
 import pytest
 
 from services.common.contracts.errors import CloseCode
 from services.common.contracts.models import UserRef
-from services.gateway import connection as connection_module
 from services.gateway.connection import Connection
+from services.gateway.wire import text_frame
 
 ROOM = "AbC123"
 OTHER = "XyZ789"
 
 
 class FakeSocket:
-    def __init__(self) -> None:
-        self.options: dict[tuple[int, int], bytes] = {}
-
-    def setsockopt(self, level: int, name: int, value: bytes) -> None:
-        self.options[(level, name)] = value
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.aborted = False
-        self.socket = FakeSocket()
-
-    def get_extra_info(self, name: str) -> object:
-        return self.socket if name == "socket" else None
-
-    def abort(self) -> None:
-        # The reset must be armed before the abort, or the kernel keeps the data queued.
-        assert (socket.SOL_SOCKET, socket.SO_LINGER) in self.socket.options
-        self.aborted = True
-
-
-class FakeProtocol:
-    """uvicorn's protocol: the ASGI `send` is one of its methods, and it owns the transport."""
+    """wsserver.ClientSocket's face: what was written, and a backlog the client has not read."""
 
     def __init__(self) -> None:
-        self.transport = FakeTransport()
-
-    async def send(self, message: object) -> None:
-        raise AssertionError("Connection talks to the socket, not to ASGI send")
-
-
-class FakeWebSocket:
-    """The calls Connection makes; `gate` holds send_text like a client that stopped reading."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
+        self.written: list[bytes] = []
+        self.backlog = 0  # bytes the transport holds because the client does not read
         self.closes: list[tuple[int, str]] = []
-        self.gate: asyncio.Event | None = None
-        self.fail_close = False
-        self.hang_close = False
-        self.protocol = FakeProtocol()
-        self._send = self.protocol.send
+        self.stalled = False  # the client stopped reading: what is written stays buffered
 
-    async def send_text(self, text: str) -> None:
-        if self.gate is not None:
-            await self.gate.wait()
-        self.sent.append(text)
+    def write(self, frame: bytes) -> None:
+        self.written.append(frame)
+        if self.stalled:
+            self.backlog += len(frame)
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        self.closes.append((code, reason or ""))
-        if self.fail_close:
-            raise RuntimeError("already closed")
-        if self.hang_close:
-            await asyncio.Event().wait()  # the close frame sits behind unread data forever
+    def buffered(self) -> int:
+        return self.backlog
+
+    def close(self, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
 
     @property
-    def aborted(self) -> bool:
-        return self.protocol.transport.aborted
+    def texts(self) -> list[str]:
+        return [_payload(f).decode() for f in self.written]
 
 
-def connection(max_frames: int = 8, max_bytes: int = 1024) -> tuple[Connection, FakeWebSocket]:
-    ws = FakeWebSocket()
-    user = UserRef(id="u1", name="Ann")
-    return Connection(ws, user, "gw-1:1", max_frames, max_bytes), ws  # type: ignore[arg-type]
+def _payload(frame: bytes) -> bytes:
+    assert frame[0] == 0x81
+    size = frame[1]
+    return frame[2 + {126: 2, 127: 8}.get(size, 0) :]
 
 
-@asynccontextmanager
-async def writing(conn: Connection, ws: FakeWebSocket) -> AsyncIterator[None]:
-    """Run the connection's writer for the duration of the block."""
-    task = asyncio.create_task(conn.writer())
-    try:
-        yield
-    finally:
-        conn.closed = True
-        conn._wakeup.set()
-        if ws.gate is not None:
-            ws.gate.set()  # let a stalled send finish so the writer can see it is closed
-        await asyncio.wait_for(task, 1)
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+def connection(max_bytes: int = 1024) -> tuple[Connection, FakeSocket]:
+    sock = FakeSocket()
+    return Connection(sock, UserRef(id="u1", name="Ann"), "gw-1:1", max_bytes), sock
 
 
 def test_a_new_connection_is_open_and_empty() -> None:
-    conn, _ws = connection()
+    conn, sock = connection()
     assert not conn.closed
-    assert conn.user_json == {"id": "u1", "name": "Ann", "admin": False}
+    assert conn.user_json == b'{"id":"u1","name":"Ann","admin":false}'
     assert conn.rooms == set()
     assert conn.inflight == 0
+    assert sock.written == []
 
 
-async def test_frames_are_written_in_order() -> None:
-    conn, ws = connection()
-    async with writing(conn, ws):
-        for i in range(5):
-            conn.send(f"f{i}")
-        await settle()
-        assert ws.sent == [f"f{i}" for i in range(5)]
-        conn.send("later")
-        await settle()
-        assert ws.sent[-1] == "later"
-    assert ws.closes == []
-
-
-async def test_the_writer_stops_when_the_connection_closes() -> None:
-    conn, ws = connection()
-    task = asyncio.create_task(conn.writer())
-    await settle()
-    conn.drop(CloseCode.GOING_AWAY, "server shutting down")
-    await asyncio.wait_for(task, 1)
-    assert ws.closes == [(CloseCode.GOING_AWAY, "server shutting down")]
-
-
-# -- the bounds --------------------------------------------------------------------------------
-
-
-async def test_the_frame_bound_drops_a_slow_consumer() -> None:
-    conn, ws = connection(max_frames=3)
-    for i in range(3):
+def test_frames_are_written_in_order_at_once() -> None:
+    conn, sock = connection()
+    for i in range(5):
         conn.send(f"f{i}")
-    assert not conn.closed  # exactly at the bound is fine
-    conn.send("one too many")
-    assert conn.closed
-    await settle()
-    assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
-    assert ws.sent == []
+    assert sock.texts == [f"f{i}" for i in range(5)]
+    assert sock.closes == []
 
 
-async def test_the_byte_bound_drops_a_slow_consumer() -> None:
-    conn, ws = connection(max_frames=100, max_bytes=10)
+def test_a_shared_frame_is_written_as_it_is() -> None:
+    conn, sock = connection()
+    frame = text_frame(b'{"type":"playback"}')
+    conn.deliver(ROOM, frame)
+    assert sock.written[0] is frame  # framed once for the room, not per socket
+
+
+# -- the bound -------------------------------------------------------------------------------
+
+
+def test_a_backlog_past_the_bound_drops_a_slow_consumer() -> None:
+    conn, sock = connection(max_bytes=100)
+    sock.backlog = 90
+    conn.send("12345")  # 7 bytes framed: 97, within the bound
+    assert not conn.closed
+    sock.backlog = 97
     conn.send("12345")
-    conn.send("67890")
-    assert not conn.closed  # exactly at the bound is fine
-    conn.send("x")
     assert conn.closed
-    await settle()
-    assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
+    assert sock.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
+    assert len(sock.written) == 1
 
 
-async def test_one_frame_over_the_byte_bound_drops_at_once() -> None:
-    conn, ws = connection(max_bytes=10)
+def test_one_frame_over_the_bound_drops_at_once() -> None:
+    conn, sock = connection(max_bytes=10)
     conn.send("x" * 11)
     assert conn.closed
-    await settle()
-    assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
+    assert sock.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
 
 
-async def test_a_stalled_socket_is_dropped_without_blocking_the_sender() -> None:
-    conn, ws = connection(max_frames=2)
-    ws.gate = asyncio.Event()
-    async with writing(conn, ws):
-        conn.send("a")
-        await settle()  # the writer took "a" and is stuck sending it
-        conn.send("b")
-        conn.send("c")
-        assert not conn.closed
-        conn.send("d")  # returns at once: the room's fan-out never waits for a socket
-        assert conn.closed
-        await settle()
-        assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
-        ws.gate.set()
-        await settle()
-    assert ws.sent == ["a"]  # nothing more is written after the drop
-
-
-async def test_written_frames_free_their_room_in_the_buffer() -> None:
-    conn, ws = connection(max_frames=2, max_bytes=4)
-    async with writing(conn, ws):
-        for _ in range(10):
-            conn.send("ab")
-            conn.send("cd")
-            await settle()
-        assert not conn.closed
-        assert len(ws.sent) == 20
-        assert conn._queued_bytes == 0
-
-
-async def test_after_a_drop_sends_are_ignored_and_close_happens_once() -> None:
-    conn, ws = connection(max_frames=1)
-    conn.send("a")
-    conn.send("b")
-    conn.send("c")
-    conn.drop(CloseCode.GOING_AWAY, "again")
-    conn.deliver(ROOM, "event")
-    await settle()
-    assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
-    assert list(conn._queue) == []
-
-
-async def test_a_clean_close_leaves_the_transport_alone() -> None:
-    conn, ws = connection()
-    conn.drop(CloseCode.GOING_AWAY, "bye")
-    await settle()
-    assert ws.closes == [(CloseCode.GOING_AWAY, "bye")]
-    assert not ws.aborted
-
-
-async def test_a_failing_close_cuts_the_connection() -> None:
-    conn, ws = connection()
-    ws.fail_close = True
-    conn.drop(CloseCode.GOING_AWAY, "bye")
-    await settle()
-    assert ws.closes == [(CloseCode.GOING_AWAY, "bye")]
-    assert ws.aborted
-
-
-async def test_a_close_the_client_never_reads_cuts_the_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(connection_module, "CLOSE_WAIT_S", 0.02)
-    conn, ws = connection(max_frames=1)
-    ws.hang_close = True
-    conn.send("a")
-    conn.send("b")
-    await settle()
-    assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
-    assert not ws.aborted
-    await asyncio.sleep(0.1)
-    assert ws.aborted
-
-
-# BUG (minor): the byte bound counts characters (len(str)), not bytes. A frame of emoji is
-# four UTF-8 bytes (and four bytes of CPython string storage) per counted unit, so a buffer
-# of send_queue_bytes = 1 MiB can hold 4 MiB.
-async def test_the_byte_bound_counts_encoded_bytes() -> None:
-    conn, _ws = connection(max_bytes=8)
-    conn.send("😀😀😀")  # 3 characters, 12 bytes
-    await settle()
+def test_the_bound_counts_encoded_bytes() -> None:
+    conn, _sock = connection(max_bytes=12)
+    conn.send("😀😀😀")  # 3 characters, 12 bytes, 14 with the frame header
     assert conn.closed
+
+
+def test_after_a_drop_sends_are_ignored_and_close_happens_once() -> None:
+    conn, sock = connection(max_bytes=4)
+    conn.send("abcdef")
+    conn.send("b")
+    conn.drop(CloseCode.GOING_AWAY, "again")
+    conn.deliver(ROOM, text_frame(b"event"))
+    assert sock.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
+    assert sock.written == []
+
+
+@pytest.mark.parametrize("code", [CloseCode.SLOW_CONSUMER, CloseCode.GOING_AWAY])
+def test_drop_closes_with_the_given_code_after_what_was_sent(code: int) -> None:
+    conn, sock = connection()
+    conn.send("pending")
+    conn.drop(code, "why")
+    assert conn.closed
+    assert sock.texts == ["pending"]
+    assert sock.closes == [(code, "why")]
+
+
+def test_close_after_flush_goes_after_the_frames_before_it() -> None:
+    conn, sock = connection()
+    conn.send("reconnect")
+    conn.close_after_flush(CloseCode.SERVICE_RESTART, "server restarting")
+    conn.send("too late")
+    assert sock.texts == ["reconnect"]
+    assert sock.closes == [(CloseCode.SERVICE_RESTART, "server restarting")]
 
 
 # -- held room events --------------------------------------------------------------------------
 
 
-async def test_held_events_follow_the_snapshot_reply() -> None:
-    conn, ws = connection()
-    async with writing(conn, ws):
-        conn.hold(ROOM)
-        conn.deliver(ROOM, "event 1")
-        conn.deliver(OTHER, "other room")  # only the held room waits
-        conn.deliver(ROOM, "event 2")
-        await settle()
-        assert ws.sent == ["other room"]
-        conn.send("snapshot reply")
-        conn.release(ROOM)
-        conn.deliver(ROOM, "event 3")
-        await settle()
-    assert ws.sent == ["other room", "snapshot reply", "event 1", "event 2", "event 3"]
+def event(name: str) -> bytes:
+    return text_frame(name.encode())
 
 
-async def test_replies_are_not_held() -> None:
-    conn, ws = connection()
-    async with writing(conn, ws):
-        conn.hold(ROOM)
-        conn.send("reply to another command")
-        await settle()
-        assert ws.sent == ["reply to another command"]
-        conn.release(ROOM)
-
-
-async def test_holding_twice_keeps_what_was_held() -> None:
-    conn, ws = connection()
-    async with writing(conn, ws):
-        conn.hold(ROOM)
-        conn.deliver(ROOM, "e1")
-        conn.hold(ROOM)
-        conn.deliver(ROOM, "e2")
-        conn.release(ROOM)
-        await settle()
-        assert ws.sent == []  # the second snapshot request still waits
-        conn.release(ROOM)
-        await settle()
-    assert ws.sent == ["e1", "e2"]
-
-
-async def test_releasing_a_room_not_held_is_harmless() -> None:
-    conn, ws = connection()
+def test_held_events_follow_the_snapshot_reply() -> None:
+    conn, sock = connection()
+    conn.hold(ROOM)
+    conn.deliver(ROOM, event("event 1"))
+    conn.deliver(OTHER, event("other room"))  # only the held room waits
+    conn.deliver(ROOM, event("event 2"))
+    assert sock.texts == ["other room"]
+    conn.send("snapshot reply")
     conn.release(ROOM)
-    conn.deliver(ROOM, "e1")
-    async with writing(conn, ws):
-        await settle()
-    assert ws.sent == ["e1"]
+    conn.deliver(ROOM, event("event 3"))
+    assert sock.texts == ["other room", "snapshot reply", "event 1", "event 2", "event 3"]
 
 
-async def test_held_events_count_against_the_bound_when_released() -> None:
-    conn, ws = connection(max_frames=4)
+def test_replies_are_not_held() -> None:
+    conn, sock = connection()
     conn.hold(ROOM)
-    for i in range(10):
-        conn.deliver(ROOM, f"e{i}")
-    assert not conn.closed
+    conn.send("reply to another command")
+    assert sock.texts == ["reply to another command"]
     conn.release(ROOM)
-    assert conn.closed
-    await settle()
-    assert ws.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
 
 
-@pytest.mark.parametrize("code", [CloseCode.SLOW_CONSUMER, CloseCode.GOING_AWAY])
-async def test_drop_closes_with_the_given_code(code: int) -> None:
-    conn, ws = connection()
-    conn.send("pending")
-    conn.drop(code, "why")
-    await settle()
-    assert conn.closed
-    assert ws.closes == [(code, "why")]
-
-
-def test_events_wait_for_the_last_of_two_overlapping_snapshots() -> None:
-    conn, _ws = connection(max_frames=16, max_bytes=1 << 20)
+def test_holding_twice_keeps_what_was_held() -> None:
+    conn, sock = connection()
     conn.hold(ROOM)
+    conn.deliver(ROOM, event("e1"))
     conn.hold(ROOM)
-    conn.deliver(ROOM, "event-1")
-    conn.release(ROOM)  # the first join failed or replied: the second still waits
+    conn.deliver(ROOM, event("e2"))
+    conn.release(ROOM)
+    assert sock.texts == []  # the second snapshot request still waits
     assert conn.holds(ROOM)
-    assert not conn._queue
     conn.send("snapshot-2")
     conn.release(ROOM)
     assert not conn.holds(ROOM)
-    assert list(conn._queue) == ["snapshot-2", "event-1"]
+    assert sock.texts == ["snapshot-2", "e1", "e2"]
+
+
+def test_releasing_a_room_not_held_is_harmless() -> None:
+    conn, sock = connection()
+    conn.release(ROOM)
+    conn.deliver(ROOM, event("e1"))
+    assert sock.texts == ["e1"]
+    assert not conn.holds(ROOM)
+
+
+def test_held_events_count_against_the_bound_when_released() -> None:
+    conn, sock = connection(max_bytes=30)
+    conn.hold(ROOM)
+    for i in range(10):
+        conn.deliver(ROOM, event(f"e{i}"))  # 4 bytes each, framed
+    assert not conn.closed
+    sock.stalled = True  # the client reads nothing meanwhile
+    conn.release(ROOM)
+    assert conn.closed
+    assert sock.texts == [f"e{i}" for i in range(7)]
+    assert sock.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]

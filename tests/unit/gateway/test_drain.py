@@ -10,7 +10,7 @@ from services.common.contracts.errors import CloseCode
 from services.gateway import drain
 from services.gateway.hub import Hub, RoomChannel
 
-from .test_connection import connection, settle, writing
+from .test_connection import connection
 
 
 class FakeConn:
@@ -64,29 +64,15 @@ async def test_the_drain_gives_up_waiting_after_its_timeout() -> None:
     assert gw.connections == {stuck}
 
 
-async def test_close_after_flush_writes_what_is_buffered_first() -> None:
-    conn, ws = connection()
-    async with writing(conn, ws):
-        conn.send("event")
-        conn.send('{"type": "reconnect"}')
-        conn.close_after_flush(CloseCode.SERVICE_RESTART, "server restarting")
-        await settle()
-        assert ws.sent == ["event", '{"type": "reconnect"}']
-        assert conn.closed
-    assert ws.closes == [(CloseCode.SERVICE_RESTART, "server restarting")]
-
-
 def test_after_a_bus_outage_every_local_member_is_asked_to_resync() -> None:
     hub = Hub(None, 0.25)  # type: ignore[arg-type]
-    members = {
-        code: [connection()[0] for _ in range(n)] for code, n in (("AbC123", 2), ("XyZ789", 1))
-    }
+    members = {code: [connection() for _ in range(n)] for code, n in (("AbC123", 2), ("XyZ789", 1))}
     for code, conns in members.items():
         channel = RoomChannel(code, 0.25)
-        channel.members.update(conns)
+        channel.members.update(conn for conn, _sock in conns)
         hub.channels[code] = channel
     assert hub.ask_resync() == 3
     for code, conns in members.items():
-        for conn in conns:
-            frame = orjson.loads(conn._queue[-1])
+        for _conn, sock in conns:
+            frame = orjson.loads(sock.texts[-1])
             assert frame == {"type": "resync", "room": code, "data": {"reason": "bus_reconnected"}}

@@ -1,4 +1,5 @@
-"""Evictions: a kicked or banned user's sockets on this gateway leave the room's channel."""
+"""Evictions: a kicked or banned user's sockets on this gateway leave the room's channel, and
+every socket in a closed room does."""
 
 from types import SimpleNamespace
 from typing import Any
@@ -59,3 +60,23 @@ async def test_sockets_of_other_gateways_or_rooms_are_left_alone() -> None:
     notice = EvictNotice(room=ROOM, user_id="u2", conns=["gw-a:1", "gw-b:7"], reason="banned")
     assert await evict(gw, notice) == 0
     assert elsewhere.sent == [] and gw.hub.removed == []
+
+
+async def test_a_closed_rooms_notice_takes_every_socket_out_of_that_room_only() -> None:
+    ann = FakeConn("gw-a:1", ROOM, "Other1")
+    bob = FakeConn("gw-a:2", ROOM)
+    elsewhere = FakeConn("gw-a:3", "Other1")
+    gw = gateway(ann, bob, elsewhere)
+    notice = EvictNotice(room=ROOM, reason="closed")  # names nobody: everyone in the room
+
+    assert await evict(gw, notice) == 2
+    assert (ann.rooms, bob.rooms, elsewhere.rooms) == ({"Other1"}, set(), {"Other1"})
+    assert sorted(gw.hub.removed) == [("gw-a:1", ROOM), ("gw-a:2", ROOM)]
+    for conn in (ann, bob):
+        (frame,) = conn.sent
+        assert orjson.loads(frame) == {
+            "type": "evicted",
+            "room": ROOM,
+            "data": {"reason": "closed"},
+        }
+    assert elsewhere.sent == []

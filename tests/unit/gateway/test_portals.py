@@ -149,13 +149,8 @@ async def test_every_import_goes_through_the_import_map_and_nothing_comes_from_t
             assert "@import" not in text, path
 
 
-# Commands the client sends that no service answers yet: the rooms service's `room.close`
-# (the dashboard shows "cannot close rooms yet" on `unknown_type` until it exists).
-NOT_ROUTED_YET = {"room.close"}
-
-
 def test_every_command_the_js_client_sends_is_routed() -> None:
     source = (portals.CLIENT_DIR / "sharetube-client.js").read_text()
     sent = set(re.findall(r"""(?:_command|request)\(\s*'([a-z_.]+)'""", source))
-    assert {"queue.remove", "queue.move", "admin.rooms", "play"} <= sent
-    assert sent - set(ROUTES) - GATEWAY_COMMANDS <= NOT_ROUTED_YET
+    assert {"queue.remove", "queue.move", "admin.rooms", "room.close", "play"} <= sent
+    assert sent - set(ROUTES) - GATEWAY_COMMANDS == set()
