@@ -26,9 +26,8 @@ class GatewaySettings(CommonSettings):
     max_frame_bytes: int = 16 * 1024
     # Frames past this close the socket (1009): the WebSocket library refuses to buffer more.
     hard_frame_bytes: int = 1024 * 1024
-    # Per-socket send buffer. A member whose buffer is full is dropped (close 4008) rather
-    # than slowing the room: 256 frames is over a minute of busy room events.
-    send_queue_frames: int = 256
+    # What a socket's transport may hold unread by its client. A member past it is dropped
+    # (close 4008) rather than slowing the room: 1 MiB is minutes of busy room events.
     send_queue_bytes: int = 1024 * 1024
     # Commands one socket may have waiting on services at once.
     max_inflight_per_socket: int = 16
