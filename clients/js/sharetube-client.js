@@ -85,6 +85,16 @@ export class ShareTubeError extends Error {
 /** Codes this client produces itself, never sent by the server. */
 export const CLIENT_ERROR_CODES = Object.freeze(['timeout', 'disconnected', 'not_joined', 'bad_reply']);
 
+/**
+ * What to tell someone whose socket was taken out of a room (the client's `evicted` event).
+ * @param {string} room
+ * @param {string} [reason] `kicked`, `banned` or `closed`
+ */
+export function evictionMessage(room, reason) {
+  if (reason === 'closed') return `Room ${room} was closed by its owner or an admin.`;
+  return `You were removed from room ${room}${reason ? ` (${reason})` : ''}.`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Room state store (pure)
 // ---------------------------------------------------------------------------------------------
@@ -353,7 +363,8 @@ function parseFrame(data) {
  * `playback` | `queue` | `members` | `chat` | `settings` {room, v, data, state},
  * `gap` {room, v, lastEventV}, `event` (every raw event frame, known or not),
  * `clock` {offsetMs, rttMs, samples}, `error` {source, room?, error},
- * `evicted` {room, reason} (kicked or banned: the room is forgotten, not re-joined),
+ * `evicted` {room, reason} (kicked, banned, or the room was `closed`: the room is forgotten,
+ *   not re-joined; `evictionMessage` says it in words),
  * `reconnecting` {attempt, delayMs, code} (with `reconnect` on: the next try is scheduled).
  *
  * With `reconnect` on, the client reconnects with exponential backoff and jitter (or within the
@@ -821,9 +832,9 @@ export class ShareTubeClient {
   }
 
   /**
-   * `{"type": "evicted", "room", "data": {"reason": "kicked" | "banned"}}` (no `v`): the
-   * server took this socket out of the room. Forget it, so a reconnect does not re-join;
-   * a kicked user may join again by calling join().
+   * `{"type": "evicted", "room", "data": {"reason": "kicked" | "banned" | "closed"}}` (no
+   * `v`): the server took this socket out of the room. Forget it, so a reconnect does not
+   * re-join; a kicked user may join again by calling join(), a closed room is gone.
    */
   _onEvicted(frame) {
     const room = frame.room;
@@ -1055,7 +1066,9 @@ export class ShareTubeClient {
   adminRooms(query = {}, { timeoutMs } = {}) { return this.request('admin.rooms', { ...query }, { timeoutMs }); }
 
   /**
-   * `room.close`: end a room for everyone (its owner, or an admin for any room).
+   * `room.close`: end a room for everyone (its owner, or an admin for any room; others get
+   * `forbidden`). Reply `{}`; every socket in the room, the caller's too, then gets
+   * `evicted` with reason `closed`, and the room answers `not_found` from then on.
    * @param {{room?: string, timeoutMs?: number}} [options]
    */
   closeRoom(options) { return this._command('room.close', {}, options); }

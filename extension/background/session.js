@@ -9,7 +9,9 @@
  * had happened (boot → connect → join the stored room).
  */
 
-import { CLIENT_ERROR_CODES, ShareTubeClient, ShareTubeError } from '../lib/sharetube-client.js';
+import {
+  CLIENT_ERROR_CODES, ShareTubeClient, ShareTubeError, evictionMessage,
+} from '../lib/sharetube-client.js';
 import { CONN, PORT, PUSH, ROOM_CODE_RE, canControl, socketUrl } from '../shared/messages.js';
 import * as auth from './auth.js';
 import { Reports } from './reports.js';
@@ -156,7 +158,7 @@ export class Session {
     client.on('clock', () => this._pushState('clock'));
     client.on('evicted', ({ room, reason }) => {
       if (room !== this.config.room) return;
-      this._leftRoom({ code: 'evicted', message: `You were removed from room ${room}${reason ? ` (${reason})` : ''}.` });
+      this._leftRoom({ code: 'evicted', message: evictionMessage(room, reason) });
     });
     client.on('error', ({ source, room, error: err }) => {
       // A re-join the server refuses (room closed, kicked): we are no longer in it.

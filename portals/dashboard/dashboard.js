@@ -6,7 +6,10 @@
  * Live over the one socket: `admin.rooms` every REFRESH_MS (rooms with someone online, their
  * members, state and queue length, and the newest audit entries of every room); the system's
  * figures from GET /api/stats beside it. Admin actions are ordinary room commands, which the
- * rooms service allows admins in any room: `room.kick`, `room.close`.
+ * rooms service allows admins in any room: `room.kick`, `room.close`. After one succeeds the
+ * row changes at once (the member or the room goes) and the overview is fetched again right
+ * away, not at the next tick; so it is when the tab comes back into view or the socket
+ * reconnects.
  */
 import { $, describe, fill, h, say, timeOfDay } from '/static/common/dom.js';
 import {
@@ -141,18 +144,33 @@ function openConsole() {
   timer = setInterval(() => {
     if (document.visibilityState === 'visible') refresh();
   }, REFRESH_MS);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') refresh();
+  });
 }
 
 let refreshing = false;
+let refreshAgain = false; // asked for while one was under way
+let actionsDone = 0; // an overview asked for before the latest action is stale: not shown
 
 async function refresh() {
-  if (refreshing || !live?.client.connected) return;
+  if (!live?.client.connected) return;
+  if (refreshing) {
+    refreshAgain = true;
+    return;
+  }
   refreshing = true;
+  refreshAgain = false;
+  const asked = actionsDone;
   try {
     const [overview, stats] = await Promise.all([
       live.client.adminRooms({ limit: 100, audit_limit: 30 }),
       fetch('/api/stats').then((r) => (r.ok ? r.json() : null)).catch(() => null),
     ]);
+    if (asked !== actionsDone) {
+      refreshAgain = true; // it may still show a room just closed: ask again
+      return;
+    }
     ui.console.hidden = false;
     ui.grafana.hidden = ui.grafana.getAttribute('href') === '#';
     keepFocus(() => {
@@ -166,6 +184,7 @@ async function refresh() {
     else if (error.code !== 'disconnected') fail(error);
   } finally {
     refreshing = false;
+    if (refreshAgain) refresh();
   }
 }
 
@@ -228,12 +247,14 @@ function renderRooms(rooms) {
       h('ul', { class: 'members' }, room.members.map((m) => h('li', {},
         h('span', {}, m.name || m.user_id, presence(m)),
         m.role !== 'member' && h('span', { class: 'pill neutral' }, m.role),
-        m.user_id !== user?.id && confirmButton(
+        // Never the owner (they must hand the room over first; the server says so too).
+        m.user_id !== user?.id && m.role !== 'owner' && confirmButton(
           `kick:${room.code}:${m.user_id}`,
           `Kick ${m.name} from ${room.name || room.code}`,
           'Kick',
           () => live.client.kick(m.user_id, { room: room.code }),
           `${m.name} was removed from ${room.code}.`,
+          () => withoutMember(room.code, m.user_id),
         ))))),
     h('td', { 'data-label': 'Queue', class: 'num', 'data-queue-length': room.queue_length ?? '' },
       room.queue_length == null ? '?' : String(room.queue_length)),
@@ -243,15 +264,26 @@ function renderRooms(rooms) {
         `Close room ${room.name || room.code}`,
         'Close room',
         () => live.client.closeRoom({ room: room.code }),
-        `Room ${room.code} was closed.`,
+        `Room ${room.name || room.code} (${room.code}) was closed; its members were told.`,
+        () => lastRooms.filter((r) => r.code !== room.code),
       )))));
+}
+
+/** The rooms as shown, less one member of one room (kicked: they are out of it now). */
+function withoutMember(code, userId) {
+  return lastRooms.map((r) => {
+    if (r.code !== code) return r;
+    const members = r.members.filter((m) => m.user_id !== userId);
+    return { ...r, members, members_online: members.filter((m) => m.online).length };
+  });
 }
 
 /**
  * A destructive action in two clicks: the first arms it (the label asks to confirm), a second
- * within CONFIRM_MS runs it. The armed state survives the periodic re-render by its key.
+ * within CONFIRM_MS runs it. The armed state survives the periodic re-render by its key. Once
+ * the server has said yes, `after()` gives the rooms as they are now, shown at once.
  */
-function confirmButton(key, label, text, action, done) {
+function confirmButton(key, label, text, action, done, after) {
   const isArmed = (armed.get(key) ?? 0) > Date.now();
   return h('button', {
     type: 'button',
@@ -267,7 +299,9 @@ function confirmButton(key, label, text, action, done) {
       armed.delete(key);
       try {
         await action();
+        actionsDone += 1;
         say(ui.message, done, 'ok');
+        keepFocus(() => renderRooms(after()));
       } catch (error) {
         if (error.code === 'unknown_type' && key.startsWith('close:')) {
           canClose = false;

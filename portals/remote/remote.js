@@ -7,6 +7,7 @@
  * events give the state, and expectedPositionMs() on the synced server clock gives the
  * position, so the time shown ticks in step with every player in the room.
  */
+import { evictionMessage } from '/static/js/sharetube-client.js';
 import { $, clock, describe, fill, h, say } from '/static/common/dom.js';
 import {
   currentUser, liveClient, signInForm, signOut, storedToken, takeSignInResult,
@@ -121,7 +122,7 @@ function signedIn() {
   });
   c.on('evicted', ({ room, reason }) => {
     if (room !== wanted) return;
-    say(ui.message, `You were removed from room ${room} (${reason}).`, 'bad');
+    say(ui.message, evictionMessage(room, reason), 'bad');
     showPick();
   });
   c.on('error', ({ source, room, error }) => {

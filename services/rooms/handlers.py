@@ -80,6 +80,7 @@ def build_router(service: RoomsService) -> CommandRouter:
     router.command("transfer", TargetUser)(moderation.transfer)
     router.command("kick", TargetUser)(moderation.kick)
     router.command("ban", BanChange)(moderation.ban)
+    router.command("close", NoData)(moderation.close)
     router.command("audit", AuditQuery)(moderation.audit)
     router.command("admin_rooms", AdminRoomsQuery)(AdminView(service).overview)
 

@@ -1,13 +1,21 @@
-"""Roles and moderation: grant / revoke operator, transfer ownership, kick, ban, the audit.
+"""Roles and moderation: grant / revoke operator, transfer ownership, kick, ban, close the
+room, the audit.
 
 Each command runs like every other room change (`RoomsService.in_room`): authorised by the
 permission matrix, applied under the room's lock with its audit row, its `members` event
-published after commit. Kicked and banned users' sockets are evicted by every gateway.
+published after commit. Kicked and banned users' sockets are evicted by every gateway, and so
+is every socket in a closed room.
 """
 
 from typing import Any
 
-from services.common.contracts.commands import AuditQuery, BanChange, RoleChange, TargetUser
+from services.common.contracts.commands import (
+    AuditQuery,
+    BanChange,
+    NoData,
+    RoleChange,
+    TargetUser,
+)
 from services.common.contracts.envelope import CommandEnvelope
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.jsonutil import now_ms
@@ -113,6 +121,18 @@ class Moderation:
             return {}
 
         return await self.rooms.in_room(env, room_of(env), "room.ban", body)
+
+    async def close(self, env: CommandEnvelope, _data: NoData) -> dict[str, Any]:
+        """End the room for everyone (the owner, or a site admin): it is deleted, and every
+        socket in it, on every gateway, gets `evicted` with reason `closed`. A retry with
+        the same request id is answered `{}` from the command log, not `not_found`."""
+
+        async def body(tx: RoomTx) -> dict[str, Any]:
+            await self.rooms.authorize(tx, env.user, "room.close")
+            await tx.close(env.user)
+            return {}
+
+        return await self.rooms.in_room(env, room_of(env), "room.close", body)
 
     async def audit(self, env: CommandEnvelope, query: AuditQuery) -> dict[str, Any]:
         code = room_of(env)

@@ -23,7 +23,7 @@ class Need(StrEnum):
     MEMBER = "member"  # any member, whatever the control mode
     CONTROL = "control"  # the room's control mode decides
     MODERATOR = "moderator"  # owner or operator (kick, ban; the target's rank is checked too)
-    OWNER = "owner"  # the owner alone (settings, roles, transfer, audit)
+    OWNER = "owner"  # the owner alone (settings, roles, transfer, audit, close)
 
 
 POLICY: Final[dict[str, Need]] = {
@@ -48,6 +48,7 @@ POLICY: Final[dict[str, Need]] = {
     "room.kick": Need.MODERATOR,
     "room.ban": Need.MODERATOR,
     "room.audit": Need.OWNER,
+    "room.close": Need.OWNER,  # ends the room for everyone
     # The queue service enforces these with rooms' answer to `access`.
     "queue.add": Need.MEMBER,  # the room's per-user cap applies to members
     "queue.load": Need.MEMBER,

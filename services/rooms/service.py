@@ -90,7 +90,7 @@ class RoomsService:
                     raise
                 return recalled
             await self._publish(published)
-        self._schedule(code, tx.playback.deadline_ms)
+        self._schedule(code, None if tx.closed else tx.playback.deadline_ms)
         return reply
 
     async def _publish(self, published: list[Published]) -> None:

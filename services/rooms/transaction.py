@@ -48,6 +48,7 @@ class RoomTx:
         self._notices: list[Published] = []
         self._playback_seen = self.playback.to_contract()
         self._playback_v: int = row.playback_v
+        self.closed = False  # deleted by `close`: nothing more is written
 
     @classmethod
     async def open(cls, conn: AsyncConnection, code: str) -> "RoomTx":
@@ -85,9 +86,22 @@ class RoomTx:
 
     def evict(self, user_id: str, conns: list[str], reason: EvictReason) -> None:
         """Tell every gateway to take these sockets out of the room's channel (after commit)."""
-        if not conns:
-            return
-        notice = EvictNotice(room=self.code, user_id=user_id, conns=conns, reason=reason)
+        if conns:
+            self._notify(EvictNotice(room=self.code, user_id=user_id, conns=conns, reason=reason))
+
+    async def close(self, actor: UserRef) -> None:
+        """Delete the room for good, the way the janitor closes an idle one (`delete_room`:
+        its rows and its sequence, so later commands get `not_found`; the queue's and chat's
+        rows of it become orphans their services purge), and after commit tell every
+        gateway to take every socket out of it."""
+        await repo.delete_room(self.conn, self.code)
+        # Written after the delete, which takes the room's audit with it: this entry stays
+        # (the dashboard's recent activity shows it) until audit retention trims it.
+        await self.audit(actor, "room.close")
+        self.closed = True
+        self._notify(EvictNotice(room=self.code, reason="closed"))
+
+    def _notify(self, notice: EvictNotice) -> None:
         self._notices.append(
             Published(subjects.gateway_notice("evict"), notice.model_dump_json().encode())
         )
@@ -117,8 +131,16 @@ class RoomTx:
 
     async def commit(self) -> list[Published]:
         """Write what changed with fresh versions; return every event of this transaction so
-        far, in version order (a command may commit midway to read its own writes)."""
+        far, in version order (a command may commit midway to read its own writes), then the
+        notices. A closed room has nothing left to write: its eviction tells the sockets."""
         out = self._published
+        if not self.closed:
+            await self._write_changes(out)
+        out.extend(self._notices)
+        self._notices = []
+        return out
+
+    async def _write_changes(self, out: list[Published]) -> None:
         v = self.v
         if self._settings_changed:
             v += 1
@@ -143,9 +165,6 @@ class RoomTx:
             await sequencer.advance_to(self.conn, self.code, v)
             self.v = v
         self._settings_changed = self._members_changed = self._playback_changed = False
-        out.extend(self._notices)
-        self._notices = []
-        return out
 
     def _event(self, event_type: events.EventType, v: int, data: Any) -> Published:
         return Published(

@@ -3,7 +3,6 @@ the migrations: presence timeouts, idle rooms, retention and orphans. Each is ru
 show it is idempotent (what two overlapping janitor leaders would do)."""
 
 import uuid
-from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -16,68 +15,27 @@ from services.chat import repository as chat_repo
 from services.chat.models import ChatCommand, ChatMessageRow, ChatRoom
 from services.chat.upkeep import Upkeep as ChatUpkeep
 from services.common import sequencer
-from services.common.contracts.commands import Join, RoomCreate
+from services.common.contracts.commands import Join
 from services.common.contracts.envelope import (
     CloseIdleRooms,
-    CommandEnvelope,
     DisconnectNotice,
     PresenceSweep,
     PurgeOrphans,
     RetentionRequest,
 )
 from services.common.contracts.errors import ServiceError
-from services.common.contracts.models import UserRef
 from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.queue.models import QueueCommand, QueueEntryRow
 from services.queue.upkeep import Upkeep as QueueUpkeep
 from services.rooms import repository as rooms_repo
 from services.rooms.models import Room, RoomAudit, RoomsCommand, RoomSession
-from services.rooms.playback import Timing
-from services.rooms.service import RoomsService
 from services.rooms.upkeep import Upkeep as RoomsUpkeep
+from tests.support.rooms_service import env, members, new_room, rooms_service, user
 
 pytestmark = pytest.mark.integration
 
 HOUR_MS = 3600 * 1000
-
-
-class Bus:
-    """Records what rooms publishes (after commit); the tests read the members events."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-
-    async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
-    ) -> None:
-        self.published.append((subject, payload))
-
-    def members_events(self) -> int:
-        return sum(1 for subject, _ in self.published if subject.endswith(".evt.members"))
-
-
-def user(name: str) -> UserRef:
-    return UserRef(id=uuid.uuid4().hex, name=name)
-
-
-def env(who: UserRef, room: str | None = None, conn: str | None = None) -> CommandEnvelope:
-    return CommandEnvelope(id=uuid.uuid4().hex, user=who, room=room, conn=conn)
-
-
-async def new_room(rooms: RoomsService, owner: UserRef) -> str:
-    created = await rooms.create(env(owner), RoomCreate())
-    return str(created["room"]["code"])
-
-
-def rooms_service(engine: AsyncEngine) -> tuple[RoomsService, Bus]:
-    bus = Bus()
-    return RoomsService(engine, bus, Timing(200, 1500, 4000)), bus  # type: ignore[arg-type]
-
-
-async def members(rooms: RoomsService, code: str) -> dict[str, dict[str, Any]]:
-    async with rooms.engine.connect() as conn:
-        return {m.user_id: m.model_dump() for m in await rooms_repo.list_members(conn, code)}
 
 
 async def test_a_dead_gateways_sessions_go_away_then_leave(engine: AsyncEngine) -> None:

@@ -50,6 +50,7 @@ ALLOWED: Final[dict[str, dict[str, frozenset[str]]]] = {
     "room.kick": _same("owner operator admin"),
     "room.ban": _same("owner operator admin"),
     "room.audit": _same("owner admin"),
+    "room.close": _same("owner admin"),
     "queue.add": _same(_MEMBERS),
     "queue.load": _same(_MEMBERS),
     "queue.remove": _control(),  # an entry someone else added

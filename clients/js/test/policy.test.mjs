@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ShareTubeClient, applyEvent, applySnapshot } from '../sharetube-client.js';
+import {
+  ShareTubeClient, applyEvent, applySnapshot, evictionMessage,
+} from '../sharetube-client.js';
 import { connectedClient, flush } from './fakes.mjs';
 
 const ROOM = 'AbC123';
@@ -88,6 +90,31 @@ test('an evicted frame forgets the room: no more events, no re-join on reconnect
   await client.connect();
   await flush();
   assert.deepEqual(socket().sent.filter((f) => f.type === 'join'), []);
+});
+
+test('a closed room evicts every socket in it, the closer\'s too: it is forgotten for good', async () => {
+  const { client, socket } = await joined();
+  const evictions = [];
+  client.on('evicted', (p) => evictions.push(p));
+  assert.deepEqual(await client.closeRoom(), {});
+  assert.deepEqual([last(socket()).type, last(socket()).room], ['room.close', ROOM]);
+  socket().receive({ type: 'evicted', room: ROOM, data: { reason: 'closed' } });
+  await flush();
+  assert.deepEqual(evictions, [{ room: ROOM, reason: 'closed' }]);
+  assert.equal(client.getState(ROOM), undefined);
+  assert.equal(client.room, null);
+  assert.equal((await client.play().catch((e) => e)).code, 'not_joined');
+
+  socket().drop();
+  await client.connect();
+  await flush();
+  assert.deepEqual(socket().sent.filter((f) => f.type === 'join'), []);
+});
+
+test('evictionMessage says why in words', () => {
+  assert.equal(evictionMessage(ROOM, 'closed'), `Room ${ROOM} was closed by its owner or an admin.`);
+  assert.equal(evictionMessage(ROOM, 'kicked'), `You were removed from room ${ROOM} (kicked).`);
+  assert.equal(evictionMessage(ROOM), `You were removed from room ${ROOM}.`);
 });
 
 test('an evicted frame for a room not joined is ignored', async () => {

@@ -235,6 +235,8 @@ ROUTES: Final[dict[str, Route]] = {
     "room.kick": _rooms("kick", TargetUser),
     "room.ban": _rooms("ban", BanChange),
     "room.audit": _rooms("audit", AuditQuery),
+    # Ends the room for everyone (owner or admin): every socket in it is evicted, `closed`.
+    "room.close": _rooms("close"),
     # player reports, speed, votes
     "ad.start": _rooms("ad_start", AdReport),
     "ad.end": _rooms("ad_end", AdReport),

@@ -107,11 +107,12 @@ class QueueLengthsReply(Contract):
 
 class EvictNotice(Contract):
     """`st.gateway.evt.evict`, to every gateway: these sockets of a kicked or banned user
-    leave the room's channel at once (their sessions are already gone in rooms)."""
+    leave the room's channel at once (their sessions are already gone in rooms). A closed
+    room's notice names nobody (`user_id` and `conns` None): every socket in it leaves."""
 
     room: str
-    user_id: str
-    conns: list[str]
+    user_id: str | None = None
+    conns: list[str] | None = None  # None: every socket in the room
     reason: EvictReason
 
 

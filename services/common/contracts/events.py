@@ -34,7 +34,8 @@ def subject_for(event_type: EventType, room: str) -> str:
 
 # -- frames for one socket, outside the room's sequence ----------------------------------
 
-EvictReason = Literal["kicked", "banned"]
+# `closed`: the room's owner or a site admin closed the room (`room.close`); it is gone.
+EvictReason = Literal["kicked", "banned", "closed"]
 
 
 class Eviction(Contract):
@@ -43,8 +44,9 @@ class Eviction(Contract):
 
 class EvictedFrame(Contract):
     """`{"type": "evicted", "room", "data": {"reason"}}`, sent by a gateway to each socket of a
-    kicked or banned user. It has no `v` (it is not a room event): the socket receives no more
-    of the room's events, and a kicked user may `join` again, a banned one may not."""
+    kicked or banned user, and to every socket in a room that was closed. It has no `v` (it is
+    not a room event): the socket receives no more of the room's events; a kicked user may
+    `join` again, a banned one may not, and a closed room answers `join` with `not_found`."""
 
     type: Literal["evicted"]
     room: str

@@ -1,6 +1,7 @@
 """The admin dashboard in a real browser. Admins sign in with Google (the local OpenID Connect
 provider) as an account in ADMIN_EMAILS; everyone else is refused by the page and by the
-server behind it. A room a test makes shows up live, and an admin's kick reaches the member."""
+server behind it. A room a test makes shows up live, an admin's kick reaches the member, and
+closing the room reaches everyone in it and takes it off every open dashboard, no reload."""
 
 from collections.abc import Iterator
 
@@ -76,7 +77,7 @@ async def test_the_dashboard_refuses_a_non_admin(
     await screenshot(page, "dashboard-refused")
 
 
-async def test_an_admin_sees_a_new_room_live_and_kicks_a_member(
+async def test_an_admin_sees_a_new_room_live_kicks_a_member_and_closes_the_room(
     portal_system: System, contexts, clients, signs_in_as
 ) -> None:
     page = await contexts["desktop"].new_page()
@@ -100,6 +101,7 @@ async def test_an_admin_sees_a_new_room_live_and_kicks_a_member(
     await expect(row).to_contain_text("2 online")
     await expect(row.locator("[data-queue-length]")).to_have_text("1")
     await expect(row).to_contain_text("Kim")
+    await expect(row.get_by_role("button", name="Kick Dora from Late show")).to_have_count(0)
     await owner.call("play", room=code)
     await expect(row.locator("[data-state]")).to_have_attribute("data-state", "playing")
     await expect(page.locator("#audit")).to_contain_text(code)
@@ -118,6 +120,25 @@ async def test_an_admin_sees_a_new_room_live_and_kicks_a_member(
     await screenshot(page, "dashboard-desktop")
     phone = await contexts["phone"].new_page()
     await use_token(phone, portal_system.base_url + "/dashboard", token)
-    await expect(phone.locator(f'#rooms tr[data-room-code="{code}"]')).to_be_visible()
+    phone_row = phone.locator(f'#rooms tr[data-room-code="{code}"]')
+    await expect(phone_row).to_be_visible()
     assert await audit(phone) == []
     await screenshot(phone, "dashboard-phone")
+
+    # Close the room: two clicks again. The owner's socket, still in it, is evicted; the row
+    # goes at once on this page and within a refresh on the phone's, neither reloaded.
+    for each in (page, phone):
+        await each.evaluate("window.stillTheSamePage = true")
+    await row.get_by_role("button", name="Close room Late show").click()
+    await row.get_by_role("button", name="Confirm: Close room Late show").click()
+    await expect(page.locator("#message")).to_contain_text(f"Late show ({code}) was closed")
+    closed = await owner.wait_for(lambda e: e["type"] == "evicted")
+    assert closed == {"type": "evicted", "room": code, "data": {"reason": "closed"}}
+    await expect(row).to_have_count(0, timeout=1000)  # not waiting for the next poll
+    await expect(phone_row).to_have_count(0, timeout=8000)
+    await expect(page.locator("#audit")).to_contain_text("room.close")
+    for each in (page, phone):
+        assert await each.evaluate("window.stillTheSamePage") is True
+    with pytest.raises(ReplyError) as gone:
+        await owner.call("join", room=code)
+    assert gone.value.code == "not_found"

@@ -174,3 +174,15 @@ def test_can_moderate(actor: Standing, target: Standing) -> None:
 def test_join_of_a_banned_user_is_forbidden_not_not_member() -> None:
     assert decide("join", "banned", "any") is ErrorCode.FORBIDDEN
     assert decide("join", "outsider", "owner_only") is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_only_the_owner_or_an_admin_closes_a_room(mode: ControlMode) -> None:
+    assert decide("room.close", "owner", mode) is None
+    for standing in STANDINGS:
+        assert decide("room.close", standing, mode, admin=True) is None
+    assert decide("room.close", "operator", mode) is ErrorCode.FORBIDDEN
+    assert decide("room.close", "member", mode) is ErrorCode.FORBIDDEN
+    assert decide("room.close", "outsider", mode) is ErrorCode.NOT_MEMBER
+    assert decide("room.close", "banned", mode) is ErrorCode.NOT_MEMBER
+    assert denied_message("room.close") == "Only the room's owner may do this."

@@ -1,0 +1,52 @@
+"""The rooms service in-process, on a real database, with a bus that records what it
+publishes: for the tests of its commands and the janitor's jobs (tests/integration/)."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.contracts.commands import RoomCreate
+from services.common.contracts.envelope import CommandEnvelope
+from services.common.contracts.models import UserRef
+from services.rooms import repository as rooms_repo
+from services.rooms.playback import Timing
+from services.rooms.service import RoomsService
+
+
+class Bus:
+    """Records what rooms publishes (after commit); the tests read the members events."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        self.published.append((subject, payload))
+
+    def members_events(self) -> int:
+        return sum(1 for subject, _ in self.published if subject.endswith(".evt.members"))
+
+
+def user(name: str, admin: bool = False) -> UserRef:
+    return UserRef(id=uuid.uuid4().hex, name=name, admin=admin)
+
+
+def env(who: UserRef, room: str | None = None, conn: str | None = None) -> CommandEnvelope:
+    return CommandEnvelope(id=uuid.uuid4().hex, user=who, room=room, conn=conn)
+
+
+async def new_room(rooms: RoomsService, owner: UserRef) -> str:
+    created = await rooms.create(env(owner), RoomCreate())
+    return str(created["room"]["code"])
+
+
+def rooms_service(engine: AsyncEngine) -> tuple[RoomsService, Bus]:
+    bus = Bus()
+    return RoomsService(engine, bus, Timing(200, 1500, 4000)), bus  # type: ignore[arg-type]
+
+
+async def members(rooms: RoomsService, code: str) -> dict[str, dict[str, Any]]:
+    async with rooms.engine.connect() as conn:
+        return {m.user_id: m.model_dump() for m in await rooms_repo.list_members(conn, code)}
