@@ -65,12 +65,15 @@ class CommandLog:
     async def remember(
         self, conn: AsyncConnection, user_id: str, request_id: str, command: str, reply: Any
     ) -> None:
-        await conn.execute(
-            self.table.insert().values(
-                user_id=user_id,
-                request_id=request_id,
-                command=command,
-                reply=orjson.dumps(reply),
-                at_ms=now_ms(),
-            )
+        await conn.execute(self.remember_statement(user_id, request_id, command, reply))
+
+    def remember_statement(self, user_id: str, request_id: str, command: str, reply: Any) -> Any:
+        """The INSERT of `remember`, for a batch (services/common/writes.py); a retry that
+        committed first makes it fail with IntegrityError, like `remember`."""
+        return self.table.insert().values(
+            user_id=user_id,
+            request_id=request_id,
+            command=command,
+            reply=orjson.dumps(reply),
+            at_ms=now_ms(),
         )

@@ -57,9 +57,13 @@ async def current(conn: AsyncConnection, room: str) -> int | None:
     return None if v is None else int(v)
 
 
-async def advance_to(conn: AsyncConnection, room: str, v: int) -> None:
+def advance_statement(room: str, v: int) -> Any:
     """Store the room's new version after a locked change that produced events up to v."""
-    await conn.execute(update(RoomSequence).where(RoomSequence.room == room).values(v=v))
+    return update(RoomSequence).where(RoomSequence.room == room).values(v=v)
+
+
+async def advance_to(conn: AsyncConnection, room: str, v: int) -> None:
+    await conn.execute(advance_statement(room, v))
 
 
 async def delete(conn: AsyncConnection, room: str) -> None:

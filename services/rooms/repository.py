@@ -74,36 +74,72 @@ def playback_of(row: Any) -> PlaybackState:
     )
 
 
-async def save_playback(conn: AsyncConnection, code: str, state: PlaybackState, v: int) -> None:
-    await conn.execute(
-        update(_rooms)
-        .where(_rooms.c.code == code)
-        .values(
-            status=state.status,
-            entry_id=state.entry_id,
-            video_id=state.video_id,
-            title=state.title,
-            duration_ms=state.duration_ms,
-            position_ms=state.position_ms,
-            anchor_ms=state.anchor_ms,
-            rate=state.rate,
-            ready_conns=orjson.dumps(sorted(state.ready)).decode(),
-            deadline_ms=state.deadline_ms,
-            ad_conns=orjson.dumps(sorted(state.ads)).decode(),
-            skip_votes=orjson.dumps(sorted(state.votes)).decode(),
-            playback_v=v,
+def playback_values(state: PlaybackState, v: int) -> dict[str, Any]:
+    """The rooms row's playback columns (written with `room_update`)."""
+    return {
+        "status": state.status,
+        "entry_id": state.entry_id,
+        "video_id": state.video_id,
+        "title": state.title,
+        "duration_ms": state.duration_ms,
+        "position_ms": state.position_ms,
+        "anchor_ms": state.anchor_ms,
+        "rate": state.rate,
+        "ready_conns": orjson.dumps(sorted(state.ready)).decode(),
+        "deadline_ms": state.deadline_ms,
+        "ad_conns": orjson.dumps(sorted(state.ads)).decode(),
+        "skip_votes": orjson.dumps(sorted(state.votes)).decode(),
+        "playback_v": v,
+    }
+
+
+def settings_values(settings: RoomSettings, v: int) -> dict[str, Any]:
+    return {**settings.model_dump(), "settings_v": v}
+
+
+def room_update(code: str, values: dict[str, Any]) -> Any:
+    """One UPDATE of the room's row with every column a transaction changed."""
+    return update(_rooms).where(_rooms.c.code == code).values(**values)
+
+
+async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> Any | None:
+    """Take the room's lock (its sequence row) and read its row, its version (`seq_v`), its
+    live player sockets (`players`, space-separated, as `players` returns them) and
+    `user_id`'s membership (`m_*` columns, None when not a member) in one round trip."""
+    seq = sequencer.RoomSequence.__table__
+    member = _members.alias("m")
+    postgres = conn.dialect.name == "postgresql"
+    joined = (
+        func.string_agg(_sessions.c.conn, " ")
+        if postgres
+        else func.group_concat(_sessions.c.conn, " ")
+    )
+    players = (
+        select(joined)
+        .where(
+            _sessions.c.room == code,
+            _sessions.c.player.is_(True),
+            _sessions.c.away_since_ms.is_(None),
         )
+        .scalar_subquery()
     )
-
-
-async def save_settings(conn: AsyncConnection, code: str, settings: RoomSettings, v: int) -> None:
-    await conn.execute(
-        update(_rooms).where(_rooms.c.code == code).values(**settings.model_dump(), settings_v=v)
+    stmt = (
+        select(
+            _rooms,
+            seq.c.v.label("seq_v"),
+            players.label("players"),
+            member.c.name.label("m_name"),
+            member.c.role.label("m_role"),
+            member.c.joined_at_ms.label("m_joined_at_ms"),
+            member.c.banned.label("m_banned"),
+        )
+        .join(seq, seq.c.room == _rooms.c.code)
+        .outerjoin(member, (member.c.room == _rooms.c.code) & (member.c.user_id == user_id))
+        .where(_rooms.c.code == code)
     )
-
-
-async def set_members_version(conn: AsyncConnection, code: str, v: int) -> None:
-    await conn.execute(update(_rooms).where(_rooms.c.code == code).values(members_v=v))
+    if postgres:
+        stmt = stmt.with_for_update(of=seq)
+    return (await conn.execute(stmt)).first()
 
 
 async def get_membership(conn: AsyncConnection, room: str, user_id: str) -> Any | None:
@@ -412,8 +448,8 @@ async def delete_membership(conn: AsyncConnection, room: str, user_id: str) -> N
 # -- audit --------------------------------------------------------------------------------
 
 
-async def insert_audit(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(_audit.insert().values(**values))
+def audit_insert(**values: Any) -> Any:
+    return _audit.insert().values(**values)
 
 
 async def list_audit(

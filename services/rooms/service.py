@@ -69,22 +69,23 @@ class RoomsService:
     ) -> Any:
         """Run `body` under the room's lock; publish its events after commit; remember the
         reply under the request id so a retry is not applied twice."""
-        if env is not None:
-            recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
-            if recalled is not None:
-                return recalled
         async with self._locks.hold(code):
             try:
                 async with self.engine.begin() as conn:
-                    tx = await RoomTx.open(conn, code)
+                    tx = await RoomTx.open(conn, code, env.user.id if env else None)
                     reply = await body(tx)
-                    published = await tx.commit()
                     if env is not None:
-                        await self.commands.remember(conn, env.user.id, env.id, command, reply)
-            except IntegrityError:
+                        # Sent with the command's own writes (one statement on PostgreSQL);
+                        # a retry of a request that committed fails here, as a duplicate.
+                        tx.writes.add(
+                            self.commands.remember_statement(env.user.id, env.id, command, reply)
+                        )
+                    published = await tx.commit()
+            except (IntegrityError, ServiceError):
                 if env is None:
                     raise
-                # A concurrent retry of the same request committed first: answer as it did.
+                # A retry of a request that was applied (by us or by a concurrent retry):
+                # answer as it did. The log is read only then, not before every command.
                 recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
                 if recalled is None:
                     raise

@@ -18,6 +18,7 @@ from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.events import EvictReason
 from services.common.contracts.models import Role, RoomSettings, UserRef
 from services.common.jsonutil import now_ms
+from services.common.writes import WriteBatch
 
 from . import repository as repo
 from .permissions import Standing, standing_of
@@ -31,9 +32,25 @@ class Published:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class _Membership:
+    """A rooms_members row as read with the room (repository.lock_room)."""
+
+    name: str
+    role: str
+    joined_at_ms: int
+    banned: bool
+
+
 class RoomTx:
-    def __init__(self, conn: AsyncConnection, row: Any, v: int) -> None:
+    def __init__(
+        self, conn: AsyncConnection, row: Any, v: int, known: dict[str, Any] | None = None
+    ) -> None:
         self.conn = conn
+        # Writes sent together at commit (one round trip on PostgreSQL).
+        self.writes = WriteBatch()
+        # Memberships read with the room: user id -> row, or None for "not a member".
+        self._known = known or {}
         self.row = row
         self.code: str = row.code
         self.v = v
@@ -51,15 +68,28 @@ class RoomTx:
         self.closed = False  # deleted by `close`: nothing more is written
 
     @classmethod
-    async def open(cls, conn: AsyncConnection, code: str) -> "RoomTx":
-        v = await sequencer.lock(conn, code)
-        row = await repo.get_room(conn, code)
+    async def open(cls, conn: AsyncConnection, code: str, user_id: str | None = None) -> "RoomTx":
+        """Lock the room and read it, with the membership of `user_id` (usually the caller)
+        in the same round trip."""
+        row = await repo.lock_room(conn, code, user_id)
         if row is None:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
-        return cls(conn, row, v)
+        known: dict[str, Any] = {}
+        if user_id is not None:
+            known[user_id] = (
+                None
+                if row.m_role is None
+                else _Membership(row.m_name, row.m_role, row.m_joined_at_ms, row.m_banned)
+            )
+        tx = cls(conn, row, int(row.seq_v), known)
+        tx._players = frozenset(row.players.split()) if row.players else frozenset()
+        return tx
 
     async def standing_of(self, user_id: str) -> Standing:
-        membership = await repo.get_membership(self.conn, self.code, user_id)
+        if user_id in self._known:
+            membership = self._known[user_id]
+        else:
+            membership = await repo.get_membership(self.conn, self.code, user_id)
         return standing_of(self.row.owner_id, user_id, membership)
 
     async def role_of(self, user: UserRef) -> Role | None:
@@ -73,15 +103,16 @@ class RoomTx:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record who did what, in this transaction: the entry exists iff the change does."""
-        await repo.insert_audit(
-            self.conn,
-            room=self.code,
-            at_ms=now_ms(),
-            user_id=actor.id if actor else None,
-            name=actor.name[:40] if actor else None,
-            action=action,
-            target_id=target_id,
-            detail=orjson.dumps(detail or {}).decode(),
+        self.writes.add(
+            repo.audit_insert(
+                room=self.code,
+                at_ms=now_ms(),
+                user_id=actor.id if actor else None,
+                name=actor.name[:40] if actor else None,
+                action=action,
+                target_id=target_id,
+                detail=orjson.dumps(detail or {}).decode(),
+            )
         )
 
     def evict(self, user_id: str, conns: list[str], reason: EvictReason) -> None:
@@ -124,6 +155,7 @@ class RoomTx:
     def members_changed(self) -> None:
         self._members_changed = True
         self._players = None
+        self._known.clear()  # a role, a ban or a membership changed under us
 
     @property
     def playback_changed(self) -> bool:
@@ -136,19 +168,23 @@ class RoomTx:
         out = self._published
         if not self.closed:
             await self._write_changes(out)
+        await self.writes.flush(self.conn)
         out.extend(self._notices)
         self._notices = []
         return out
 
     async def _write_changes(self, out: list[Published]) -> None:
+        """Queue one UPDATE of the room's row with every changed part and its version, and
+        the room's new version (flushed by `commit` with the audit and idempotency rows)."""
         v = self.v
+        values: dict[str, Any] = {}
         if self._settings_changed:
             v += 1
-            await repo.save_settings(self.conn, self.code, self.settings, v)
+            values.update(repo.settings_values(self.settings, v))
             out.append(self._event("settings", v, self.settings.model_dump()))
         if self._members_changed:
             v += 1
-            await repo.set_members_version(self.conn, self.code, v)
+            values["members_v"] = v
             members = await repo.list_members(self.conn, self.code)
             out.append(self._event("members", v, [m.model_dump() for m in members]))
         if self._playback_changed:
@@ -160,9 +196,11 @@ class RoomTx:
                 out.append(self._event("playback", v, contract.model_dump()))
             # Otherwise only the bookkeeping clients never see changed (who is ready, who is
             # in an ad): stored without an event or a new version.
-            await repo.save_playback(self.conn, self.code, self.playback, self._playback_v)
+            values.update(repo.playback_values(self.playback, self._playback_v))
+        if values:
+            self.writes.add(repo.room_update(self.code, values))
         if v != self.v:
-            await sequencer.advance_to(self.conn, self.code, v)
+            self.writes.add(sequencer.advance_statement(self.code, v))
             self.v = v
         self._settings_changed = self._members_changed = self._playback_changed = False
 
