@@ -1,15 +1,33 @@
 """Fan-out benchmark: how long a `seek` takes to reach every member of one big room.
 
-    python scripts/fanout.py --start --clients 100 --rounds 50
+    python scripts/fanout.py --start --clients 1000 --rounds 50 --stack-cpus 0 --client-cpus 1
     python scripts/fanout.py --url http://127.0.0.1:8000 --gateway-pid 1234
+    python scripts/fanout.py --url http://127.0.0.1:8001,http://127.0.0.1:8002
 
 N guests sign in (POST /auth/guest), open N WebSockets and join one room as non-players; the
 owner (member 0) adds a video and plays it. Then, R times, the owner seeks to k * 1000 ms:
-t0 is taken just before the frame is sent, and each member's reader stamps the arrival of the
-first `playback` event carrying that position (without players a seek goes straight back to
-`playing`, so that is the only playback event of the round). Per round, "to last member" is
-the largest of the N latencies; every per-member latency is kept too. Sender and readers live
-in this one process, so both ends read the same clock (time.perf_counter_ns).
+t0 = time.time_ns() just before the frame is written, and a member's latency is when the
+first `playback` event carrying that position reached its socket, by the kernel's receive
+timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME like time.time_ns()), not when this process got
+round to reading it. Without players a seek goes straight back to `playing`, so that is the
+only playback event of the round. Per round, "to last member" is the largest of the N
+latencies and "first member" the smallest; every per-member latency is kept too.
+
+The members are a lean hand-written WebSocket client (scripts/epollws.py): non-blocking
+sockets in one epoll loop in this thread, no asyncio once the sockets open (the sign-in
+before is httpx on asyncio). With several gateways (`--url` repeated or a comma list) member
+i uses gateway i mod G, the owner the first.
+
+Correctness is checked in every run: after a member's join snapshot (its reply's `v`), the
+room events reaching its socket must carry every `v` after it, in order; gaps are counted as
+lost, a `v` not above the previous one as reordered. At the end the owner renames the room
+once more and every member must have reached that same last `v`: every member on every
+gateway then received the same sequence of events.
+
+`--client-cpus` pins this process to some CPUs; with `--start`, `--stack-cpus` pins every
+process of the system it starts (NATS, PostgreSQL and all its backends, Redis, every
+service, with all their threads) to others (scripts/pinning.py), so the client never takes
+CPU from the system it measures.
 
 The gateway's resident memory (VmRSS in /proc/<pid>/status) is read before the sockets
 connect and again after they have connected and joined, giving RSS per connection.
@@ -18,11 +36,13 @@ connect and again after they have connected and joined, giving RSS per connectio
 services.common.devstack, alembic migrations, then auth, rooms, queue (chat, ... : every
 service but the janitor) and the gateway as separate processes (tests.support.system), all
 stopped in reverse order at the end, also on error or Ctrl-C. The report is printed as a
-table and written as JSON to --out.
+table and written as JSON to --out. `measure_fanout` is the same measurement for a caller
+that runs the system itself.
 
-Exit status: 0 when every event reached every member, 2 when some was lost (a round missed a
-member, or a joined member got no events until it joined again; the report is still written),
-1 on any other failure, 130 on Ctrl-C or SIGTERM.
+Exit status: 0 when every event reached every member in order, 2 when not (a round missed a
+member, a member's sequence had a gap or went backwards, a joined member got no events until
+it joined again; the report is still written), 1 on any other failure, 130 on Ctrl-C or
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -42,24 +62,30 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts import pinning  # noqa: E402
+from scripts.epollws import CLOSED, OP_TEXT, OPEN, Conn, EpollClient, client_frame  # noqa: E402
+
 DEFAULT_OUT = ".bench/fanout.json"
 VIDEO_ID = "dQw4w9WgXcQ"
-# Every socket's reader skips decoding these (the whole member list, sent on each join):
-# only playback events and replies matter here, and a 1000-member list is ~100 KB.
+# Room events start `{"type":"<type>","room":...,"v":N,` (services/common/contracts/events.py):
+# the type is told by a prefix and `v` read near the start without decoding the frame. A
+# member list is sent whole on each join and is ~100 B per member: it is never decoded.
 MEMBERS_PREFIX = b'{"type":"members"'
-# A frame up to this is accepted from the gateway (a members event of a very large room).
-MAX_FRAME = 16 * 1024 * 1024
+ROOM_EVENTS = frozenset({"playback", "queue", "members", "settings", "chat"})
+V_KEY = b',"v":'
+V_WITHIN = 128  # bytes of a frame searched for `v`
 # Descriptors this process needs per client socket, plus a margin for everything else.
 FDS_PER_CLIENT = 1
 FD_MARGIN = 512
@@ -77,6 +103,7 @@ MAX_ROUNDS = 86_400
 SETTLE_STALL_S = 30.0
 # How long --start waits for auth, rooms, queue and gateway to answer.
 STACK_READY_TIMEOUT_S = 90.0
+POLL_S = 0.05  # longest epoll wait, so deadlines are checked this often
 
 log = logging.getLogger("fanout")
 
@@ -116,6 +143,20 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     out["max"] = round(ordered[-1], 3) if ordered else None
     out["mean"] = round(sum(ordered) / len(ordered), 3) if ordered else None
     return out
+
+
+def event_v(frame: bytes) -> int | None:
+    """A room event's `v` from its first bytes; None when it is not there."""
+    start = frame.find(V_KEY, 0, V_WITHIN)
+    if start < 0:
+        return None
+    end = frame.find(b",", start + 5, start + 32)
+    if end < 0:
+        return None
+    try:
+        return int(frame[start + 5 : end])
+    except ValueError:
+        return None
 
 
 def read_rss_kb(pid: int | None) -> int | None:
@@ -196,189 +237,27 @@ class Progress:
             sys.stderr.flush()
 
 
-# --- clients -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Round:
-    index: int
-    position_ms: int
-    expected: int
-    t0_ns: int = 0
-    arrivals: dict[int, int] = field(default_factory=dict)  # member index -> perf ns
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    reply_ok: bool | None = None
-    reply_error: str | None = None
-
-
-class Bench:
-    """State the readers share: the round in flight and who has seen `playing`."""
-
-    def __init__(self) -> None:
-        self.alive = 0
-        self.closed: dict[int, tuple[int | None, str]] = {}
-        self.round: Round | None = None
-        self.playing: set[int] = set()
-        self.all_playing = asyncio.Event()
-        self.members_frames = 0
-        self.members_bytes = 0  # size of the latest member list seen
-        self.joined: set[int] = set()  # live members whose join was answered
-        self.barrier_name: str | None = None
-        self.barrier_seen: set[int] = set()
-        self.barrier_done = asyncio.Event()
-
-    def start_barrier(self, name: str) -> None:
-        self.barrier_name = name
-        self.barrier_seen = set()
-        self.barrier_done = asyncio.Event()
-
-    def on_settings(self, idx: int, data: dict[str, Any]) -> None:
-        if self.barrier_name is not None and data.get("name") == self.barrier_name:
-            self.barrier_seen.add(idx)
-            if self.barrier_seen >= self.joined:
-                self.barrier_done.set()
-
-    def on_playback(self, idx: int, data: dict[str, Any], at_ns: int) -> None:
-        if data.get("status") == "playing" and idx not in self.playing:
-            self.playing.add(idx)
-            if len(self.playing) >= self.alive:
-                self.all_playing.set()
-        rnd = self.round
-        if rnd is None or data.get("position_ms") != rnd.position_ms:
-            return
-        if idx in rnd.arrivals:
-            return  # only the first event of the round counts
-        rnd.arrivals[idx] = at_ns
-        if len(rnd.arrivals) >= rnd.expected:
-            rnd.done.set()
-
-    def on_closed(self, idx: int, code: int | None, reason: str) -> None:
-        self.closed[idx] = (code, reason)
-        self.alive -= 1
-        self.playing.discard(idx)
-        self.barrier_seen.discard(idx)
-        self.joined.discard(idx)
-        if self.barrier_name is not None and self.barrier_seen >= self.joined:
-            self.barrier_done.set()
-        # A member that is gone can no longer be waited for.
-        rnd = self.round
-        if rnd is not None and idx not in rnd.arrivals:
-            rnd.expected -= 1
-            if len(rnd.arrivals) >= rnd.expected:
-                rnd.done.set()
-        if len(self.playing) >= self.alive:
-            self.all_playing.set()
-
-
-class Member:
-    """One socket: a reader that never stops reading, and request/reply by id."""
-
-    def __init__(self, idx: int, ws: ClientConnection, bench: Bench) -> None:
-        self.idx = idx
-        self.ws = ws
-        self.bench = bench
-        self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._ids = (f"m{idx}-{n}" for n in itertools.count(1))
-        bench.alive += 1
-        self.reader = asyncio.create_task(self._read(), name=f"reader-{idx}")
-
-    async def _read(self) -> None:
-        perf = time.perf_counter_ns
-        loads = orjson.loads
-        bench = self.bench
-        idx = self.idx
-        recv = self.ws.recv
-        try:
-            while True:
-                # Bytes, not str: no UTF-8 decoding of frames that are skipped anyway.
-                raw = await recv(decode=False)
-                at = perf()
-                if raw.startswith(MEMBERS_PREFIX):
-                    bench.members_frames += 1
-                    bench.members_bytes = len(raw)
-                    continue
-                frame = loads(raw)
-                if "re" in frame:
-                    fut = self.replies.pop(frame["re"], None) if frame["re"] else None
-                    if fut is not None and not fut.done():
-                        fut.set_result(frame)
-                elif frame.get("type") == "playback":
-                    bench.on_playback(idx, frame.get("data") or {}, at)
-                elif frame.get("type") == "settings":
-                    bench.on_settings(idx, frame.get("data") or {})
-        except websockets.ConnectionClosed:
-            pass
-        except Exception:
-            log.exception("reader %d failed", idx)
-        finally:
-            for fut in self.replies.values():
-                if not fut.done():
-                    fut.set_exception(BenchError(f"member {idx}: socket closed"))
-            self.replies.clear()
-            bench.on_closed(idx, self.ws.close_code, self.ws.close_reason or "")
-
-    def frame(self, type_: str, data: dict[str, Any], room: str | None) -> tuple[str, str]:
-        request_id = next(self._ids)
-        frame: dict[str, Any] = {"id": request_id, "type": type_, "data": data}
-        if room is not None:
-            frame["room"] = room
-        return request_id, orjson.dumps(frame).decode()
-
-    def expect(self, request_id: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.replies[request_id] = fut
-        return fut
-
-    async def call(
-        self,
-        type_: str,
-        data: dict[str, Any] | None = None,
-        room: str | None = None,
-        wait_s: float = 10.0,
-    ) -> dict[str, Any]:
-        request_id, text = self.frame(type_, data or {}, room)
-        fut = self.expect(request_id)
-        try:
-            await self.ws.send(text)
-            reply = await asyncio.wait_for(fut, wait_s)
-        finally:
-            self.replies.pop(request_id, None)
-        if not reply.get("ok"):
-            err = reply.get("error") or {}
-            raise ReplyError(type_, str(err.get("code")), str(err.get("message")))
-        return reply.get("data") or {}
-
-    @property
-    def closed(self) -> bool:
-        return self.reader.done() or self.ws.close_code is not None
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close()
-        if not self.reader.done():
-            self.reader.cancel()
-        with contextlib.suppress(BaseException):
-            await self.reader
+# --- sign-in (asyncio, before any socket opens) ------------------------------------------------
 
 
 async def sign_in(
-    base_url: str, count: int, concurrency: int, progress: Progress, limit_s: float
+    urls: list[str], count: int, concurrency: int, progress: Progress, limit_s: float
 ) -> list[str]:
+    """A guest token per member, member i signing in at gateway i mod G."""
     sem = asyncio.Semaphore(concurrency)
     tokens: list[str] = [""] * count
     done = 0
     started = time.monotonic()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=10.0, trust_env=False
-    ) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=10.0, trust_env=False) as http:
 
         async def one(i: int) -> None:
             nonlocal done
+            url = f"{urls[i % len(urls)]}/auth/guest"
             async with sem:
                 for attempt in range(3):
                     try:
-                        reply = await http.post("/auth/guest", json={"name": f"fan{i}"})
+                        reply = await http.post(url, json={"name": f"fan{i}"})
                         reply.raise_for_status()
                         tokens[i] = reply.json()["token"]
                         break
@@ -389,423 +268,830 @@ async def sign_in(
             done += 1
             progress.update("sign-in", done, count, started)
 
-        await _gather_within([one(i) for i in range(count)], limit_s, "sign-in")
+        tasks = [asyncio.ensure_future(one(i)) for i in range(count)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), limit_s)
+        except TimeoutError as exc:
+            raise BenchError(f"sign-in did not finish within {limit_s:.0f} s") from exc
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     return tokens
 
 
-async def _gather_within(coros: list[Any], limit_s: float, phase: str) -> list[Any]:
-    """Run `coros` together; cancel the rest and raise if any fails or time runs out."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    gathered = asyncio.gather(*tasks)
-    try:
-        return await asyncio.wait_for(gathered, limit_s)
-    except TimeoutError as exc:
-        raise BenchError(f"{phase} did not finish within {limit_s:.0f} s") from exc
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if gathered.done():
-            with contextlib.suppress(BaseException):
-                gathered.exception()  # retrieved: no "never retrieved" noise on Ctrl-C
+# --- members and the measurement ---------------------------------------------------------------
 
 
-async def open_sockets(
-    ws_url: str,
-    tokens: list[str],
-    bench: Bench,
-    members: list[Member],
-    batch: int,
-    compression: bool,
-    progress: Progress,
-    limit_s: float,
-) -> None:
-    """Connect in batches, so the gateway's accept backlog never sees all N at once."""
-    started = time.monotonic()
-    deadline = started + limit_s
+class Member(Conn):
+    """One member's socket and what it has seen of the room's sequence."""
 
-    async def one(i: int) -> Member:
-        for attempt in range(3):
-            try:
-                ws = await connect(
-                    f"{ws_url}?token={tokens[i]}",
-                    compression="deflate" if compression else None,
-                    max_size=MAX_FRAME,
-                    # The gateway pings every socket; answering is enough (and cheaper than
-                    # N client-side ping timers in one process).
-                    ping_interval=None,
-                    open_timeout=10,
-                    close_timeout=2,
-                    proxy=None,
-                )
-                return Member(i, ws, bench)
-            except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
-                if attempt == 2:
-                    raise BenchError(f"socket {i} did not open: {exc!r}") from exc
-                await asyncio.sleep(0.25 * (attempt + 1))
-        raise AssertionError("unreachable")
+    __slots__ = (
+        "barrier_gen",
+        "covered",
+        "events",
+        "gw",
+        "idx",
+        "joined",
+        "last_v",
+        "lost",
+        "playing",
+        "pre_snapshot",
+        "reordered",
+        "snap_v",
+    )
 
-    for first in range(0, len(tokens), batch):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise BenchError(f"connecting did not finish within {limit_s:.0f} s")
-        chunk = range(first, min(first + batch, len(tokens)))
-        members.extend(await _gather_within([one(i) for i in chunk], remaining, "connect"))
-        progress.update("connect", len(members), len(tokens), started)
+    def __init__(self, idx: int, gw: int) -> None:
+        super().__init__()
+        self.idx = idx
+        self.gw = gw  # index into the gateway URLs
+        self.snap_v: int | None = None  # `v` of the latest join snapshot
+        self.last_v: int | None = None  # highest `v` taken in since the first snapshot
+        self.lost = 0  # versions skipped
+        self.reordered = 0  # events whose `v` was not above the previous one
+        self.covered = 0  # events at or below the snapshot, held during the join: skipped
+        self.pre_snapshot = 0  # events before the first snapshot (none are expected)
+        self.events = 0
+        self.joined = False
+        self.playing = False
+        self.barrier_gen = 0
 
 
-async def join_all(
-    members: list[Member],
-    owner: Member,
-    room: str,
-    bench: Bench,
-    args: argparse.Namespace,
-    progress: Progress,
-    limit_s: float,
-) -> dict[str, Any]:
-    """Join every member but the owner (already in).
+@dataclass(slots=True)
+class Call:
+    id: str
+    type: str
+    member: Member
+    deadline: float
+    done: bool = False
+    data: dict[str, Any] | None = None
+    code: str | None = None  # why it failed: the gateway's error code, `timeout`, `closed`
+    message: str = ""
 
-    Every join sends the whole member list to every member, so N joins move O(N^2) bytes.
-    Paced (the default), members join in waves of about JOIN_WAVE_BYTES of member lists per
-    socket, each followed by a barrier: the owner renames the room and every member must have
-    read that `settings` event, hence everything before it. A single process reading 1000
-    sockets is slower than the gateway writing them, and unpaced the gateway rightly drops
-    its sockets as slow consumers (4008); `--unpaced-joins` shows that.
+    def result(self) -> dict[str, Any]:
+        if self.code is not None:
+            raise ReplyError(self.type, self.code, self.message)
+        return self.data or {}
 
-    Members whose socket closes meanwhile are reported, not fatal.
+
+@dataclass(slots=True)
+class Round:
+    index: int
+    position_ms: int
+    clients: int
+    t0_ns: int = 0
+    arrivals: list[int] = field(default_factory=list)  # by member: kernel ns, 0 = not yet
+    count: int = 0
+    gone: int = 0  # members whose socket closed before the event reached them
+    kernel: int = 0  # arrivals stamped by the kernel
+    user: int = 0  # arrivals stamped at read (no SCM_TIMESTAMPNS)
+    reply_ok: bool | None = None
+    reply_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.arrivals = [0] * self.clients
+
+    @property
+    def done(self) -> bool:
+        return self.count + self.gone >= self.clients
+
+
+@dataclass
+class Options:
+    interval_ms: float = 100.0
+    round_timeout: float = 10.0
+    batch: int = 50  # sockets opened at once
+    signin_concurrency: int = 16
+    join_concurrency: int = 8
+    paced_joins: bool = True
+    phase_timeout: float = 0.0  # seconds per phase; 0: by N
+    quiet: bool = False
+    # A system the caller started and pinned: pinned again just before the rounds, and
+    # reported. None: not pinned by us.
+    stack_pids: list[int] = field(default_factory=list)
+    stack_cpus: set[int] | None = None
+    started_stack: bool = False
+
+
+class Bench:
+    """The members, their one epoll loop, and what the measurement needs from their frames.
+
+    It is the client's handler: on_text / on_head / on_close run inside `client.poll`.
     """
-    sem = asyncio.Semaphore(args.join_concurrency)
-    deadline = time.monotonic() + limit_s
-    started = time.monotonic()
-    done = retried = barriers = slow_barriers = 0
-    gone: list[int] = []
 
-    async def one(member: Member) -> None:
-        nonlocal done, retried
-        async with sem:
-            for attempt in range(JOIN_ATTEMPTS):
-                try:
-                    # Longer than the gateway's own worst case (three service requests of
-                    # 3 s): a retry must not overlap the join it repeats.
-                    await member.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
-                    if not member.closed:
-                        bench.joined.add(member.idx)
-                    break
-                except (BenchError, TimeoutError) as exc:
-                    if member.closed:
-                        gone.append(member.idx)
-                        break
-                    # A busy gateway or rooms service answers `timeout`; a join is safe to
-                    # repeat (the membership and the session are only added once).
-                    if attempt == JOIN_ATTEMPTS - 1:
-                        raise BenchError(f"member {member.idx} could not join: {exc}") from exc
-                    retried += 1
-                    await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
-        done += 1
-        progress.update("join", done, len(members), started)
+    def __init__(self, urls: list[str], clients: int, progress: Progress) -> None:
+        self.urls = urls
+        self.progress = progress
+        self.client = EpollClient(self)
+        self.members = [Member(i, i % len(urls)) for i in range(clients)]
+        self.calls: dict[str, Call] = {}
+        self._ids = itertools.count(1)
+        self.alive = 0  # open sockets
+        self.joined = 0  # open sockets whose join was answered
+        self.playing = 0  # open sockets that saw `playing`
+        self.round: Round | None = None
+        self.barrier_name: str | None = None
+        self.barrier_gen = 0
+        self.barrier_seen = 0
+        self.members_frames = 0
+        self.members_bytes = 0  # size of the latest member list seen
+        self.notices: Counter[str] = Counter()  # frames outside the room's sequence
+        self.closed: dict[int, tuple[int | None, str]] = {}
+        self.closing = False
 
-    i = 0
-    while i < len(members):
-        if args.paced_joins:
-            size = JOIN_WAVE_BYTES // max(bench.members_bytes, 1)
-            size = max(1, min(JOIN_WAVE_MAX, size))
-        else:
-            size = len(members)
-        wave = members[i : i + size]
-        i += size
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise BenchError(f"join did not finish within {limit_s:.0f} s")
-        await _gather_within([one(m) for m in wave], remaining, "join")
-        if args.paced_joins:
-            barriers += 1
-            if not await barrier(owner, room, bench, f"fan-out {barriers}"):
-                slow_barriers += 1
-    if retried:
-        progress.note(f"join: {retried} retries after timeouts")
-    if slow_barriers:
-        progress.note(f"join: {slow_barriers} barriers not read by every member in time")
-    return {
-        "not_joined": gone,
-        "retries": retried,
-        "barriers": barriers,
-        "slow_barriers": slow_barriers,
-    }
+    # --- the client's handler (inside poll) --------------------------------------------------
 
+    def on_open(self, conn: Conn) -> None:
+        self.alive += 1
 
-async def barrier(owner: Member, room: str, bench: Bench, name: str) -> bool:
-    """Rename the room and wait until every live member has read that event; False when
-    they have not within BARRIER_WAIT_S (the run goes on; a slow one may be dropped)."""
-    bench.start_barrier(name)
-    try:
-        await owner.call("room.settings", {"name": name}, room=room, wait_s=JOIN_WAIT_S)
-        await asyncio.wait_for(bench.barrier_done.wait(), BARRIER_WAIT_S)
+    def on_head(self, conn: Conn, head: bytes, length: int, ts_ns: int) -> bool:
+        m: Member = conn  # type: ignore[assignment]
+        return head.startswith(MEMBERS_PREFIX) and self._members(m, head, length)
+
+    def _members(self, m: Member, frame: bytes, length: int) -> bool:
+        """A member list, never decoded: only its `v` counts here."""
+        v = event_v(frame)
+        if v is None:
+            return False
+        self.members_frames += 1
+        self.members_bytes = length
+        self._sequence(m, v)
         return True
-    except (BenchError, TimeoutError):
-        return False
-    finally:
-        bench.barrier_name = None
 
-
-async def run_rounds(
-    owner: Member,
-    bench: Bench,
-    room: str,
-    rounds: int,
-    interval_s: float,
-    round_timeout: float,
-    progress: Progress,
-) -> list[Round]:
-    done: list[Round] = []
-    started = time.monotonic()
-    for k in range(1, rounds + 1):
-        if owner.ws.close_code is not None:
-            raise BenchError("the owner's socket closed")
-        rnd = Round(index=k, position_ms=k * 1000, expected=bench.alive)
-        request_id, text = owner.frame("seek", {"position_ms": rnd.position_ms}, room)
-        reply = owner.expect(request_id)
-        bench.round = rnd
-        rnd.t0_ns = time.perf_counter_ns()
-        await owner.ws.send(text)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(rnd.done.wait(), round_timeout)
+    def on_text(self, conn: Conn, payload: bytes, ts_ns: int) -> None:
+        m: Member = conn  # type: ignore[assignment]
+        if payload.startswith(MEMBERS_PREFIX) and self._members(m, payload, len(payload)):
+            return
         try:
-            answer = await asyncio.wait_for(reply, 5.0)
-            rnd.reply_ok = bool(answer.get("ok"))
-            if not rnd.reply_ok:
-                rnd.reply_error = str((answer.get("error") or {}).get("code"))
-        except (TimeoutError, BenchError) as exc:
-            rnd.reply_ok, rnd.reply_error = False, repr(exc)
+            frame = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.notices["not JSON"] += 1
+            return
+        if "re" in frame:
+            self._reply(m, frame)
+            return
+        kind = frame.get("type")
+        v = frame.get("v")
+        if kind not in ROOM_EVENTS or not isinstance(v, int):
+            self.notices[str(kind)] += 1
+            return
+        self._sequence(m, v)
+        if kind == "playback":
+            self._playback(m, frame.get("data") or {}, ts_ns)
+        elif kind == "settings":
+            self._settings(m, frame.get("data") or {})
+
+    def on_close(self, conn: Conn) -> None:
+        m: Member = conn  # type: ignore[assignment]
+        self.alive -= 1
+        if not self.closing:
+            self.closed[m.idx] = (m.close_code, m.close_reason)
+        if m.joined:
+            m.joined = False
+            self.joined -= 1
+            if m.barrier_gen == self.barrier_gen:
+                self.barrier_seen -= 1
+        if m.playing:
+            m.playing = False
+            self.playing -= 1
+        rnd = self.round
+        if rnd is not None and not rnd.arrivals[m.idx]:
+            rnd.gone += 1
+        for call in [c for c in self.calls.values() if c.member is m]:
+            self._finish(call, code="closed", message=f"member {m.idx}: socket closed")
+
+    def _sequence(self, m: Member, v: int) -> None:
+        m.events += 1
+        last = m.last_v
+        if last is None:
+            m.pre_snapshot += 1  # the join's reply will say where the sequence starts
+        elif v > last:
+            if v != last + 1:
+                m.lost += v - last - 1
+            m.last_v = v
+        elif last == m.snap_v:
+            m.covered += 1  # already in the snapshot (held while it was read)
+        else:
+            m.reordered += 1
+
+    def _playback(self, m: Member, data: dict[str, Any], ts_ns: int) -> None:
+        if data.get("status") == "playing" and not m.playing:
+            m.playing = True
+            self.playing += 1
+        rnd = self.round
+        if rnd is None or data.get("position_ms") != rnd.position_ms or rnd.arrivals[m.idx]:
+            return  # not this round's, or not its first
+        rnd.arrivals[m.idx] = ts_ns
+        rnd.count += 1
+        if self.client.last_kernel:
+            rnd.kernel += 1
+        else:
+            rnd.user += 1
+
+    def _settings(self, m: Member, data: dict[str, Any]) -> None:
+        if (
+            self.barrier_name is not None
+            and data.get("name") == self.barrier_name
+            and m.joined
+            and m.barrier_gen != self.barrier_gen
+        ):
+            m.barrier_gen = self.barrier_gen
+            self.barrier_seen += 1
+
+    def _reply(self, m: Member, frame: dict[str, Any]) -> None:
+        call = self.calls.get(frame["re"]) if isinstance(frame["re"], str) else None
+        if call is None:
+            return  # answered after it timed out here
+        if frame.get("ok"):
+            data = frame.get("data") or {}
+            if call.type == "join" and isinstance(data.get("v"), int):
+                self._snapshot(m, data["v"])
+            self._finish(call, data=data)
+        else:
+            err = frame.get("error") or {}
+            self._finish(call, code=str(err.get("code")), message=str(err.get("message")))
+
+    def _snapshot(self, m: Member, v: int) -> None:
+        """A join snapshot at `v`: the member's sequence goes on from there (events up to
+        `v` may still follow, held while the snapshot was read; they are skipped)."""
+        m.snap_v = v
+        if m.last_v is None or m.last_v < v:
+            m.last_v = v
+        if not m.joined and m.state == OPEN:
+            m.joined = True
+            self.joined += 1
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        call: Call,
+        data: dict[str, Any] | None = None,
+        code: str | None = None,
+        message: str = "",
+    ) -> None:
+        self.calls.pop(call.id, None)
+        call.done, call.data, call.code, call.message = True, data, code, message
+
+    def request(
+        self,
+        m: Member,
+        type_: str,
+        data: dict[str, Any] | None = None,
+        room: str | None = None,
+        wait_s: float = 10.0,
+    ) -> Call:
+        call = Call(f"m{m.idx}-{next(self._ids)}", type_, m, time.monotonic() + wait_s)
+        frame: dict[str, Any] = {"id": call.id, "type": type_, "data": data or {}}
+        if room is not None:
+            frame["room"] = room
+        self.calls[call.id] = call
+        if not self.client.send_text(m, orjson.dumps(frame)):
+            self._finish(call, code="closed", message=f"member {m.idx}: socket closed")
+        return call
+
+    def wait(self, call: Call) -> dict[str, Any]:
+        """Serve the sockets until `call` is answered (or expires): its reply's data."""
+        self.run_until(lambda: call.done, max(0.0, call.deadline - time.monotonic()) + 1)
+        return call.result()
+
+    def _expire(self, now: float) -> None:
+        for call in [c for c in self.calls.values() if c.deadline <= now]:
+            self._finish(call, code="timeout", message="no reply in time (client side)")
+
+    def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Serve the sockets until `done()` or `timeout` seconds; whether it was done."""
+        deadline = time.monotonic() + timeout
+        poll = self.client.poll
+        while not done():
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            poll(min(deadline - now, POLL_S))
+            if self.calls:
+                self._expire(time.monotonic())
+        return True
+
+    def run_for(self, seconds: float) -> None:
+        self.run_until(lambda: False, seconds)
+
+    # --- phases ----------------------------------------------------------------------------
+
+    def open_sockets(self, tokens: list[str], batch: int, limit_s: float) -> None:
+        """Connect in batches, so a gateway's accept backlog never sees all N at once."""
+        started = time.monotonic()
+        deadline = started + limit_s
+        targets = [httpx.URL(url) for url in self.urls]
+        for first in range(0, len(self.members), batch):
+            chunk = self.members[first : first + batch]
+            for attempt in range(3):
+                todo = [m for m in chunk if not m.open]
+                for m in todo:
+                    url = targets[m.gw]
+                    self.client.connect(m, url.host, url.port or 80, f"/ws?token={tokens[m.idx]}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"connecting did not finish within {limit_s:.0f} s")
+                self.run_until(
+                    lambda todo=todo: all(m.state in (OPEN, CLOSED) for m in todo), min(10.0, left)
+                )
+                failed = [m for m in todo if not m.open]
+                if not failed:
+                    break
+                for m in failed:
+                    self.client.abort(m, "did not open in time")
+                if attempt == 2:
+                    m = failed[0]
+                    raise BenchError(f"socket {m.idx} did not open: {m.error or m.close_reason}")
+                self.run_for(0.25 * (attempt + 1))
+            self.progress.update("connect", first + len(chunk), len(self.members), started)
+
+    def join_wave(self, wave: list[Member], room: str, concurrency: int, deadline: float) -> dict:
+        """Join `wave`, at most `concurrency` at once; a failed join is tried again later."""
+        waiting = [(0.0, m, 0) for m in wave]  # (not before, member, attempt)
+        flying: list[tuple[Call, int]] = []
+        gone: list[int] = []
+        retried = 0
+        while waiting or flying:
+            now = time.monotonic()
+            if now > deadline:
+                raise BenchError("join did not finish in time")
+            for entry in [e for e in waiting if e[0] <= now][: concurrency - len(flying)]:
+                waiting.remove(entry)
+                _, m, attempt = entry
+                # Longer than the gateway's own worst case (three service requests of 3 s):
+                # a retry must not overlap the join it repeats.
+                call = self.request(m, "join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+                flying.append((call, attempt))
+            self.run_until(lambda: any(c.done for c, _ in flying), POLL_S)
+            for call, attempt in [f for f in flying if f[0].done]:
+                flying.remove((call, attempt))
+                m = call.member
+                if call.code is None:
+                    continue
+                if not m.open:
+                    gone.append(m.idx)
+                    continue
+                # A busy gateway or rooms service answers `timeout`; a join is safe to repeat
+                # (the membership and the session are only added once).
+                if attempt == JOIN_ATTEMPTS - 1:
+                    raise BenchError(f"member {m.idx} could not join: {call.code} {call.message}")
+                retried += 1
+                waiting.append((time.monotonic() + min(0.5 * 2**attempt, 5.0), m, attempt + 1))
+        return {"gone": gone, "retried": retried}
+
+    def join_all(self, room: str, opts: Options, limit_s: float) -> dict[str, Any]:
+        """Join every member but the owner (already in).
+
+        Every join sends the whole member list to every member, so N joins move O(N^2)
+        bytes. Paced (the default), members join in waves of about JOIN_WAVE_BYTES of member
+        lists per socket, each followed by a barrier: the owner renames the room and every
+        member must have read that `settings` event, hence everything before it. Unpaced, a
+        gateway may rightly drop sockets as slow consumers (4008); `--unpaced-joins` shows
+        that. Members whose socket closes meanwhile are reported, not fatal.
+        """
+        owner = self.members[0]
+        rest = self.members[1:]
+        deadline = time.monotonic() + limit_s
+        started = time.monotonic()
+        retried = barriers = slow_barriers = 0
+        gone: list[int] = []
+        i = 0
+        while i < len(rest):
+            if opts.paced_joins:
+                size = max(1, min(JOIN_WAVE_MAX, JOIN_WAVE_BYTES // max(self.members_bytes, 1)))
+            else:
+                size = len(rest)
+            wave = rest[i : i + size]
+            i += size
+            out = self.join_wave(wave, room, opts.join_concurrency, deadline)
+            gone += out["gone"]
+            retried += out["retried"]
+            self.progress.update("join", min(i, len(rest)), len(rest), started)
+            if opts.paced_joins:
+                barriers += 1
+                if not self.barrier(owner, room, f"fan-out {barriers}"):
+                    slow_barriers += 1
+        if retried:
+            self.progress.note(f"join: {retried} retries after timeouts")
+        if slow_barriers:
+            self.progress.note(f"join: {slow_barriers} barriers not read by every member in time")
+        return {
+            "not_joined": gone,
+            "retries": retried,
+            "barriers": barriers,
+            "slow_barriers": slow_barriers,
+        }
+
+    def barrier(self, owner: Member, room: str, name: str) -> bool:
+        """Rename the room and wait until every joined member has read that event; False
+        when they have not within BARRIER_WAIT_S (the run goes on; a slow one may be
+        dropped)."""
+        self.barrier_gen += 1
+        self.barrier_name, self.barrier_seen = name, 0
+        try:
+            call = self.request(owner, "room.settings", {"name": name}, room, JOIN_WAIT_S)
+            if not self.run_until(lambda: call.done, JOIN_WAIT_S + 1) or call.code is not None:
+                return False
+            return self.run_until(lambda: self.barrier_seen >= self.joined, BARRIER_WAIT_S)
         finally:
-            owner.replies.pop(request_id, None)
-        bench.round = None
-        done.append(rnd)
-        progress.update("rounds", k, rounds, started)
-        await asyncio.sleep(interval_s)  # let the room settle: rounds never overlap
-    return done
+            self.barrier_name = None
+
+    def settle(self, room: str, limit_s: float) -> dict[str, Any]:
+        """Wait until every open member has seen `playing`, or until that stops progressing.
+
+        A member still waiting then is a straggler: its join was answered, yet no event
+        reaches it. Each one is asked for `room.sync` (the gateway answers `not_member` when
+        the socket is not in the room's channel) and then joins again, so the rounds still
+        time N members; the report keeps both counts.
+        """
+        started = time.monotonic()
+        seen, changed = -1, started
+        while not self.run_until(lambda: self.playing >= self.alive, 1.0):
+            now = time.monotonic()
+            if self.playing != seen:
+                seen, changed = self.playing, now
+            elif now - changed > SETTLE_STALL_S or now - started > limit_s:
+                break
+        late = [m for m in self.members if m.open and not m.playing]
+        out: dict[str, Any] = {"count": len(late), "members": [m.idx for m in late][:50]}
+        if not late:
+            return out
+        self.progress.note(
+            f"warning: {len(late)} joined members got no `playing` event "
+            f"(members {out['members'][:10]}...); checking with room.sync, then joining again"
+        )
+        sync_codes: Counter[str] = Counter()
+        rejoined = 0
+        for m in late:
+            try:
+                self.wait(self.request(m, "room.sync", room=room, wait_s=JOIN_WAIT_S))
+                sync_codes["ok"] += 1
+            except ReplyError as exc:
+                sync_codes[exc.code] += 1
+            try:
+                join = self.request(m, "join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+                snapshot = self.wait(join)
+            except ReplyError:
+                continue
+            rejoined += 1
+            if (snapshot.get("playback") or {}).get("status") == "playing" and not m.playing:
+                m.playing = True
+                self.playing += 1
+        out["room_sync_replies"] = dict(sync_codes)
+        out["rejoined"] = rejoined
+        return out
+
+    def run_rounds(self, room: str, rounds: int, opts: Options) -> list[Round]:
+        owner = self.members[0]
+        done: list[Round] = []
+        started = time.monotonic()
+        for k in range(1, rounds + 1):
+            if not owner.open:
+                raise BenchError("the owner's socket closed")
+            rnd = Round(index=k, position_ms=k * 1000, clients=len(self.members))
+            rnd.gone = sum(1 for m in self.members if not m.open)
+            deadline = time.monotonic() + opts.round_timeout + 5.0
+            call = Call(f"m0-{next(self._ids)}", "seek", owner, deadline)
+            payload = orjson.dumps(
+                {"id": call.id, "type": "seek", "room": room, "data": {"position_ms": k * 1000}}
+            )
+            frame = client_frame(OP_TEXT, payload)  # framed and masked before t0
+            self.calls[call.id] = call
+            self.round = rnd
+            rnd.t0_ns = time.time_ns()
+            self.client.send_raw(owner, frame)
+            self.run_until(lambda rnd=rnd: rnd.done, opts.round_timeout)
+            self.run_until(lambda call=call: call.done, 5.0)
+            rnd.reply_ok = call.done and call.code is None
+            if not rnd.reply_ok:
+                rnd.reply_error = call.code or "no reply"
+            self.calls.pop(call.id, None)
+            self.round = None
+            done.append(rnd)
+            self.progress.update("rounds", k, rounds, started)
+            self.run_for(opts.interval_ms / 1000)  # let the room settle: rounds never overlap
+        return done
+
+    def sequences(self, final: bool) -> dict[str, Any]:
+        """What each member's sequence of room events came to; with `final` (after a last
+        barrier every member read), whether all members reached the same last `v`."""
+        joined = [m for m in self.members if m.snap_v is not None]
+        open_joined = [m for m in joined if m.open]
+        last_vs = Counter(m.last_v for m in open_joined)
+        out: dict[str, Any] = {
+            "lost": sum(m.lost for m in joined),
+            "reordered": sum(m.reordered for m in joined),
+            "members_with_gaps": sum(1 for m in joined if m.lost),
+            "members_reordered": sum(1 for m in joined if m.reordered),
+            "covered_by_snapshot": sum(m.covered for m in joined),
+            "before_snapshot": sum(m.pre_snapshot for m in joined),
+            "events": sum(m.events for m in joined),
+            # Every member's events run without a gap from its snapshot to its last `v`:
+            # they all hold the same events from the last joiner's snapshot on.
+            "common_from_v": max((m.snap_v or 0) for m in joined) + 1 if joined else None,
+            "last_v": sorted(v for v in last_vs if v is not None),
+        }
+        if final:
+            out["same_sequence"] = (
+                len(last_vs) == 1
+                and len(open_joined) == len(self.members)
+                and out["lost"] == 0
+                and out["reordered"] == 0
+            )
+        return out
 
 
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-async def measure(args: argparse.Namespace, base_url: str, gateway_pid: int | None) -> dict:
-    progress = Progress(quiet=args.quiet)
-    ws_url = base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
-    n = args.clients
-    phase_timeout = args.phase_timeout or max(60.0, n * 0.25)
-    phases: dict[str, float] = {}
-    rss: dict[str, int | None] = {}
-    bench = Bench()
-    members: list[Member] = []
+def measure_fanout(
+    urls: list[str],
+    clients: int,
+    rounds: int,
+    gateway_pids: list[int | None] | None = None,
+    client_cpus: set[int] | None = None,
+    options: Options | None = None,
+) -> dict[str, Any]:
+    """Time `rounds` seeks to `clients` members of one room on the running system behind
+    `urls` (gateway base URLs, members spread round-robin); `gateway_pids` (same order, None
+    where unknown) give RSS. With `client_cpus` this process runs on those CPUs until it
+    returns. The report's `ok` is False when an event did not reach every member in order.
+    Raises BenchError (with `.partial`) when the measurement cannot be done."""
+    opts = options or Options()
+    progress = Progress(quiet=opts.quiet)
+    pids = list(gateway_pids or [])
+    pids += [None] * (len(urls) - len(pids))
+    raise_fd_limit(clients)
+    original_cpus = os.sched_getaffinity(0)
+    if client_cpus:
+        pinning.pin_self(client_cpus)
+    bench = Bench(urls, clients, progress)
+    try:
+        return _measure(bench, urls, clients, rounds, pids, client_cpus, opts)
+    finally:
+        bench.closing = True
+        with contextlib.suppress(Exception):
+            bench.client.close(bench.members, wait_s=5.0)
+        bench.client.shutdown()
+        if client_cpus:
+            pinning.pin_self(original_cpus)
 
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rss(pids: list[int | None]) -> list[int | None]:
+    return [read_rss_kb(pid) for pid in pids]
+
+
+def _measure(
+    bench: Bench,
+    urls: list[str],
+    n: int,
+    rounds_wanted: int,
+    pids: list[int | None],
+    client_cpus: set[int] | None,
+    opts: Options,
+) -> dict[str, Any]:
+    progress = bench.progress
+    phase_timeout = opts.phase_timeout or max(60.0, n * 0.25)
+    phases: dict[str, float] = {}
+    rss: dict[str, list[int | None]] = {}
+    pinned: dict[str, Any] | None = None
     try:
         t = time.monotonic()
-        tokens = await sign_in(base_url, n, args.signin_concurrency, progress, phase_timeout)
+        tokens = asyncio.run(sign_in(urls, n, opts.signin_concurrency, progress, phase_timeout))
         phases["sign_in_s"] = round(time.monotonic() - t, 3)
 
-        await asyncio.sleep(0.5)
-        rss["before"] = read_rss_kb(gateway_pid)
+        time.sleep(0.5)
+        rss["before"] = _rss(pids)
 
         t = time.monotonic()
-        await open_sockets(
-            ws_url, tokens, bench, members, args.batch, args.compression, progress, phase_timeout
-        )
+        bench.open_sockets(tokens, opts.batch, phase_timeout)
         phases["connect_s"] = round(time.monotonic() - t, 3)
-        await asyncio.sleep(0.5)
-        rss["after_connect"] = read_rss_kb(gateway_pid)
+        bench.run_for(0.5)
+        rss["after_connect"] = _rss(pids)
 
-        owner = members[0]
-        created = await owner.call("room.create", {"name": "fan-out"}, wait_s=10)
-        room = created["room"]["code"]
-        t = time.monotonic()
-        await owner.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
-        bench.joined.add(owner.idx)
-        joins = await join_all(members[1:], owner, room, bench, args, progress, phase_timeout)
+        owner = bench.members[0]
+        room = bench.wait(bench.request(owner, "room.create", {"name": "fan-out"}))["room"]["code"]
+        t, cpu_join = time.monotonic(), _cpu_s()
+        bench.wait(bench.request(owner, "join", {"player": False}, room=room, wait_s=JOIN_WAIT_S))
+        joins = bench.join_all(room, opts, phase_timeout)
         phases["join_s"] = round(time.monotonic() - t, 3)
+        cpu_join = _cpu_s() - cpu_join
 
         t = time.monotonic()
-        await owner.call("queue.add", {"video_id": VIDEO_ID}, room=room, wait_s=10)
-        await owner.call("play", room=room, wait_s=10)
+        bench.wait(bench.request(owner, "queue.add", {"video_id": VIDEO_ID}, room=room))
+        bench.wait(bench.request(owner, "play", room=room))
         # Events reach each socket in version order: once every member has seen `playing`,
         # every members event of the join storm is behind it.
-        stragglers = await settle(bench, members, room, phase_timeout, progress)
+        stragglers = bench.settle(room, phase_timeout)
         phases["settle_s"] = round(time.monotonic() - t, 3)
         if bench.closed:
             progress.note(f"warning: {len(bench.closed)} sockets closed while joining")
-        await asyncio.sleep(0.5)
-        rss["after_join"] = read_rss_kb(gateway_pid)
+        bench.run_for(0.5)
+        rss["after_join"] = _rss(pids)
 
+        if opts.stack_cpus and opts.stack_pids:
+            # PostgreSQL forked a backend per service connection meanwhile: they inherit the
+            # postmaster's affinity, and this finds anything that escaped it.
+            pinned = pinning.pin_tree(opts.stack_pids, opts.stack_cpus)
         load_before = os.getloadavg()[0]
-        t = time.monotonic()
-        rounds = await run_rounds(
-            owner, bench, room, args.rounds, args.interval_ms / 1000, args.round_timeout, progress
-        )
+        t, cpu_rounds = time.monotonic(), _cpu_s()
+        rounds = bench.run_rounds(room, rounds_wanted, opts)
         phases["rounds_s"] = round(time.monotonic() - t, 3)
-        rss["after_rounds"] = read_rss_kb(gateway_pid)
-        result = report(args, base_url, gateway_pid, rounds, bench, rss, phases)
+        cpu_rounds = _cpu_s() - cpu_rounds
+        rss["after_rounds"] = _rss(pids)
+
+        # One more event after the rounds, read by every member: each one's sequence must
+        # then end at the same `v`.
+        t = time.monotonic()
+        final_barrier = bench.barrier(owner, room, "fan-out end")
+        phases["final_check_s"] = round(time.monotonic() - t, 3)
+
+        result = report(bench, urls, pids, rounds, rss, phases)
+        result["config"].update(
+            rounds=rounds_wanted,
+            interval_ms=opts.interval_ms,
+            batch=opts.batch,
+            join_concurrency=opts.join_concurrency,
+            paced_joins=opts.paced_joins,
+            started_stack=opts.started_stack,
+        )
         result["joins"] = {**joins, "not_joined": len(joins["not_joined"])}
         result["stragglers"] = stragglers
+        result["sequence"]["final_barrier_read_by_all"] = final_barrier
+        result["sequence"]["same_sequence"] = result["sequence"]["same_sequence"] and final_barrier
+        result["pinning"] = pinning_report(client_cpus, opts, pinned, pids)
         # Other work on the machine skews every figure: keep how busy it was.
         result["machine"]["loadavg_1m"] = {
             "before_rounds": load_before,
             "after_rounds": os.getloadavg()[0],
         }
+        # This process's CPU time (user + system): it must stay well below the wall time.
+        result["client"]["cpu_s_during_join"] = round(cpu_join, 3)
+        result["client"]["cpu_s_during_rounds"] = round(cpu_rounds, 3)
+        result["ok"] = (
+            result["lost_events"] == 0
+            and result["rounds_complete"] == rounds_wanted
+            and not stragglers["count"]
+            and result["sequence"]["lost"] == 0
+            and result["sequence"]["reordered"] == 0
+            and result["sequence"]["same_sequence"]
+        )
         return result
     except BenchError as exc:
         exc.partial = {
             "error": str(exc),
-            "config": {"url": base_url, "clients": n, "rounds": args.rounds},
-            "gateway_pid": gateway_pid,
-            "rss_kb": rss,
+            "config": {"url": urls[0], "urls": urls, "clients": n, "rounds": rounds_wanted},
+            "gateway_pid": pids[0],
+            "gateway_pids": pids,
+            "rss_kb": {k: _sum(v) for k, v in rss.items()},
             "phases": phases,
-            "connected": len(members),
+            "alive": bench.alive,
+            "joined": bench.joined,
+            "saw_playing": bench.playing,
             "closed_sockets": len(bench.closed),
             "close_reasons": dict(
                 Counter(f"{code} {reason}".strip() for code, reason in bench.closed.values())
             ),
             "members_frames_skipped": bench.members_frames,
-            "saw_playing": len(bench.playing),
-            "alive": bench.alive,
+            "sequence": bench.sequences(final=False),
         }
         raise
-    finally:
-        await close_all(members)
 
 
-async def settle(
-    bench: Bench, members: list[Member], room: str, limit_s: float, progress: Progress
+def pinning_report(
+    client_cpus: set[int] | None,
+    opts: Options,
+    pinned: dict[str, Any] | None,
+    pids: list[int | None],
 ) -> dict[str, Any]:
-    """Wait until every live member has seen `playing`, or until that stops progressing.
-
-    A member still waiting then is a straggler: its join was answered, yet no event reaches
-    it. Each one is asked for `room.sync` (the gateway answers `not_member` when the socket is
-    not in the room's channel) and then joins again, so the rounds still time N members; the
-    report keeps both counts.
-    """
-    started = time.monotonic()
-    seen, changed = -1, started
-    while not bench.all_playing.is_set():
-        now = time.monotonic()
-        if len(bench.playing) != seen:
-            seen, changed = len(bench.playing), now
-        elif now - changed > SETTLE_STALL_S or now - started > limit_s:
-            break
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(bench.all_playing.wait(), 1.0)
-    late = [m for m in members if not m.closed and m.idx not in bench.playing]
-    out: dict[str, Any] = {"count": len(late), "members": [m.idx for m in late][:50]}
-    if not late:
-        return out
-    progress.note(
-        f"warning: {len(late)} joined members got no `playing` event "
-        f"(members {out['members'][:10]}...); checking with room.sync, then joining again"
-    )
-    sync_codes: Counter[str] = Counter()
-    rejoined = 0
-    for member in late:
-        try:
-            await member.call("room.sync", room=room, wait_s=JOIN_WAIT_S)
-            sync_codes["ok"] += 1
-        except ReplyError as exc:
-            sync_codes[exc.code] += 1
-        except (BenchError, TimeoutError) as exc:
-            sync_codes[type(exc).__name__] += 1
-        try:
-            snapshot = await member.call("join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
-        except (BenchError, TimeoutError):
-            continue
-        rejoined += 1
-        if (snapshot.get("playback") or {}).get("status") == "playing":
-            bench.playing.add(member.idx)
-    out["room_sync_replies"] = dict(sync_codes)
-    out["rejoined"] = rejoined
-    return out
+    return {
+        "client_cpus": pinning.format_cpus(client_cpus) if client_cpus else None,
+        "client_affinity": pinning.affinity(os.getpid()),
+        "stack_cpus": pinning.format_cpus(opts.stack_cpus) if opts.stack_cpus else None,
+        "stack_pinned_before_rounds": pinned,
+        "gateway_affinity": [pinning.affinity(pid) if pid else None for pid in pids],
+    }
 
 
-async def close_all(members: list[Member]) -> None:
-    if not members:
-        return
-    tasks = [asyncio.ensure_future(m.close()) for m in members]
-    _done, pending = await asyncio.wait(tasks, timeout=30)
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending, timeout=5)
+def _sum(values: list[int | None]) -> int | None:
+    return None if not values or None in values else sum(v for v in values if v is not None)
 
 
 def report(
-    args: argparse.Namespace,
-    base_url: str,
-    gateway_pid: int | None,
-    rounds: list[Round],
     bench: Bench,
-    rss: dict[str, int | None],
+    urls: list[str],
+    pids: list[int | None],
+    rounds: list[Round],
+    rss: dict[str, list[int | None]],
     phases: dict[str, float],
 ) -> dict[str, Any]:
-    n = args.clients
+    n = len(bench.members)
     to_last: list[float] = []
+    first: list[float] = []
     per_member: list[float] = []
     round_rows = []
+    kernel = user = 0
     for rnd in rounds:
-        lat = sorted((at - rnd.t0_ns) / 1e6 for at in rnd.arrivals.values())
+        member_ms = [
+            round((at - rnd.t0_ns) / 1e6, 3) if at else None for at in rnd.arrivals
+        ]  # by member index (0 is the owner, who sent the seek); None: never arrived
+        lat = sorted(x for x in member_ms if x is not None)
         per_member.extend(lat)
-        complete = len(rnd.arrivals) == n
-        if complete:
+        kernel += rnd.kernel
+        user += rnd.user
+        if lat:
+            first.append(lat[0])
+        if rnd.count == n:
             to_last.append(lat[-1])
         round_rows.append(
             {
                 "round": rnd.index,
                 "position_ms": rnd.position_ms,
-                "delivered": len(rnd.arrivals),
-                "missing": n - len(rnd.arrivals),
+                "delivered": rnd.count,
+                "missing": n - rnd.count,
                 "reply_ok": rnd.reply_ok,
                 "reply_error": rnd.reply_error,
-                "to_last_ms": round(lat[-1], 3) if lat else None,
-                "first_ms": round(lat[0], 3) if lat else None,
-                # By member index (0 is the owner, who sent the seek); None: never arrived.
-                "member_ms": [
-                    round((rnd.arrivals[i] - rnd.t0_ns) / 1e6, 3) if i in rnd.arrivals else None
-                    for i in range(n)
-                ],
+                "to_last_ms": lat[-1] if lat else None,
+                "first_ms": lat[0] if lat else None,
+                "member_ms": member_ms,
             }
         )
     lost = sum(row["missing"] for row in round_rows)
-    before, after = rss.get("before"), rss.get("after_join")
-    per_conn = round((after - before) / n, 2) if before is not None and after is not None else None
-    connect_delta = rss.get("after_connect")
-    per_conn_connect = (
-        round((connect_delta - before) / n, 2)
-        if before is not None and connect_delta is not None
-        else None
-    )
+    total = {k: _sum(v) for k, v in rss.items()}
+
+    def per_conn(after: int | None, before: int | None, count: int) -> float | None:
+        if after is None or before is None or not count:
+            return None
+        return round((after - before) / count, 2)
+
+    gateways = []
+    for g, url in enumerate(urls):
+        members = [m for m in bench.members if m.gw == g]
+        g_rss = {k: v[g] for k, v in rss.items()}
+        gateways.append(
+            {
+                "url": url,
+                "pid": pids[g],
+                "members": len(members),
+                "rss_kb": g_rss,
+                "rss_per_connection_kb": per_conn(
+                    g_rss.get("after_join"), g_rss.get("before"), len(members)
+                ),
+                "last_v": sorted({m.last_v for m in members if m.open and m.last_v is not None}),
+                "lost": sum(m.lost for m in members),
+                "reordered": sum(m.reordered for m in members),
+            }
+        )
+    client = bench.client
     return {
         "config": {
-            "url": base_url,
-            "started_stack": args.start,
+            "url": urls[0],
+            "urls": urls,
             "clients": n,
-            "rounds": args.rounds,
-            "interval_ms": args.interval_ms,
-            "batch": args.batch,
-            "join_concurrency": args.join_concurrency,
-            "paced_joins": args.paced_joins,
-            "compression": args.compression,
+            "rounds": len(rounds),
+            "compression": False,
             "video_id": VIDEO_ID,
+            "client": "epoll, hand-written WebSocket, SO_TIMESTAMPNS arrival times",
         },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "gateway_pid": gateway_pid,
+        "gateway_pid": pids[0],
+        "gateway_pids": pids,
         "to_last_member_ms": summary(to_last),
+        "first_member_ms": summary(first),
         "per_member_ms": summary(per_member),
-        "rss_kb": rss,
-        "rss_per_connection_kb": per_conn,
-        "rss_per_connection_socket_only_kb": per_conn_connect,
+        "timestamps": {
+            "kernel": kernel,
+            "user": user,
+            "reads_kernel": client.kernel_stamped,
+            "reads_user": client.user_stamped,
+        },
+        "rss_kb": total,
+        "rss_per_connection_kb": per_conn(total.get("after_join"), total.get("before"), n),
+        "rss_per_connection_socket_only_kb": per_conn(
+            total.get("after_connect"), total.get("before"), n
+        ),
+        "gateways": gateways,
         "rounds_complete": sum(1 for row in round_rows if row["missing"] == 0),
         "lost_events": lost,
+        "sequence": bench.sequences(final=True),
         "closed_sockets": len(bench.closed),
         "close_codes": sorted({str(code) for code, _ in bench.closed.values()}),
         "close_reasons": dict(
             Counter(f"{code} {reason}".strip() for code, reason in bench.closed.values())
         ),
         "members_frames_skipped": bench.members_frames,
+        "notices": dict(bench.notices),
+        "client": {
+            "bytes_read": client.bytes_in,
+            "bytes_discarded_unread": client.bytes_skipped,
+            "pongs_sent": client.pongs_sent,
+        },
         "phases": phases,
         "rounds_detail": round_rows,
     }
@@ -823,25 +1109,42 @@ def render(result: dict[str, Any], color: bool) -> str:
         return f"{value / 1024:.1f} MB" if value is not None else "n/a"
 
     cfg = result["config"]
+    pins = result["pinning"]
     lines = [
         f"{bold}fan-out of `seek` to {cfg['clients']} members of one room, "
-        f"{cfg['rounds']} rounds{reset}  {dim}(gateway pid {result['gateway_pid']}, "
-        f"{cfg['url']}){reset}",
+        f"{cfg['rounds']} rounds{reset}  {dim}(gateway pid "
+        f"{', '.join(str(p) for p in result['gateway_pids'])}, {', '.join(cfg['urls'])}){reset}",
         f"{'':18}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  {dim}ms{reset}",
     ]
-    for label, key in (("to last member", "to_last_member_ms"), ("per member", "per_member_ms")):
+    for label, key in (
+        ("to last member", "to_last_member_ms"),
+        ("first member", "first_member_ms"),
+        ("per member", "per_member_ms"),
+    ):
         s = result[key]
         lines.append(
             f"{label:18}{ms(s['p50'])}{ms(s['p95'])}{ms(s['p99'])}{ms(s['max'])}"
             f"  {dim}n={s['count']}{reset}"
         )
-    ok = result["lost_events"] == 0 and result["closed_sockets"] == 0
-    state = f"{green}all delivered{reset}" if ok else f"{red}INCOMPLETE{reset}"
+    ts = result["timestamps"]
+    lines.append(
+        f"arrival times: {ts['kernel']} kernel (SO_TIMESTAMPNS), {ts['user']} at read"
+        f"  {dim}client CPUs {pins['client_affinity']}, stack CPUs "
+        f"{pins['stack_cpus'] or 'not pinned'}, gateway on {pins['gateway_affinity']}{reset}"
+    )
+    seq = result["sequence"]
+    ok = result["ok"] and result["closed_sockets"] == 0
+    state = f"{green}all delivered, in order{reset}" if ok else f"{red}INCOMPLETE{reset}"
     lines.append(
         f"delivery: {result['rounds_complete']}/{cfg['rounds']} rounds complete, "
         f"{result['lost_events']} lost events, {result['closed_sockets']} sockets closed"
         + (f" {result['close_reasons']}" if result["close_reasons"] else "")
         + f" - {state}"
+    )
+    lines.append(
+        f"sequence: {seq['events']} room events checked, {seq['lost']} versions missing, "
+        f"{seq['reordered']} out of order; every member ended at v {seq['last_v']}"
+        f" ({'same sequence everywhere' if seq.get('same_sequence') else 'NOT the same'})"
     )
     late = result.get("stragglers") or {}
     if late.get("count"):
@@ -868,6 +1171,8 @@ def render(result: dict[str, Any], color: bool) -> str:
     lines.append(
         "phases: "
         + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result["phases"].items())
+        + f"  {dim}client CPU: join {result['client']['cpu_s_during_join']:.1f} s, "
+        f"rounds {result['client']['cpu_s_during_rounds']:.2f} s{reset}"
     )
     return "\n".join(lines)
 
@@ -890,12 +1195,17 @@ def stack_services() -> list[str]:
     return [*found, "gateway"]
 
 
+@dataclass
+class Stack:
+    url: str
+    gateway_pid: int
+    pids: list[int]  # every process started directly (servers and services)
+
+
 @contextlib.contextmanager
-def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int]]:
+def started_stack(log_level: str, progress: Progress) -> Iterator[Stack]:
     """NATS, PostgreSQL, Redis, migrations, then the service processes (stack_services) in a
     temporary folder; everything stops in reverse order when the block ends, however it ends."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from services.common import devstack
     from tests.support.system import System, migrate
 
@@ -938,17 +1248,18 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int
                 f"stack up in {time.monotonic() - t:.1f} s: {system.base_url} "
                 f"(gateway pid {gateway.proc.pid})"
             )
-            yield system.base_url, gateway.proc.pid
+            pids = [p.pid for p in started] + [p.proc.pid for p in system.processes]
+            yield Stack(system.base_url, gateway.proc.pid, pids)
         except BaseException as exc:
             failure = exc
             raise
         finally:
             if system is not None:
-                if isinstance(failure, Exception):  # not on Ctrl-C / SIGTERM
+                if isinstance(failure, Exception):  # not on Ctrl-C / SIGTERM; even --quiet
                     for p in system.processes:
                         tail = "\n".join(p.log().splitlines()[-15:])
                         if tail.strip():
-                            progress.note(f"--- {p.name} log (tail) ---\n{tail}")
+                            sys.stderr.write(f"--- {p.name} log (tail) ---\n{tail}\n")
                 system.stop()
             for proc in reversed(started):
                 with contextlib.suppress(Exception):
@@ -958,15 +1269,32 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[tuple[str, int
 # --- command line ------------------------------------------------------------------------------
 
 
+def _cpus(text: str) -> set[int]:
+    try:
+        cpus = pinning.parse_cpus(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not cpus <= os.sched_getaffinity(0):
+        raise argparse.ArgumentTypeError(f"{text}: not among this machine's usable CPUs")
+    return cpus
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure how long a seek takes to reach every member of one room."
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--url", default="http://127.0.0.1:8000", help="a running gateway")
+    where.add_argument(
+        "--url",
+        action="append",
+        help="a running gateway (default http://127.0.0.1:8000); repeat it or give a comma "
+        "list for several: member i uses gateway i mod G",
+    )
     where.add_argument("--start", action="store_true", help="start the whole system here")
     parser.add_argument(
-        "--gateway-pid", type=int, help="gateway PID for RSS (with --url; else found by port)"
+        "--gateway-pid",
+        action="append",
+        help="gateway PID for RSS, one per --url in order (else found by port)",
     )
     parser.add_argument("--clients", type=int, default=100, help="members of the room (N)")
     parser.add_argument("--rounds", type=int, default=50, help="seeks to time (R)")
@@ -981,16 +1309,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--unpaced-joins",
         dest="paced_joins",
         action="store_false",
-        help="join as fast as the system goes, no barrier waves (see join_all)",
+        help="join as fast as the system goes, no barrier waves (see Bench.join_all)",
     )
     parser.add_argument(
         "--phase-timeout", type=float, default=0.0, help="seconds per phase (0: by N)"
     )
     parser.add_argument(
+        "--client-cpus", type=_cpus, help="pin this process to these CPUs, e.g. 1 or 2-3"
+    )
+    parser.add_argument(
+        "--stack-cpus", type=_cpus, help="with --start: pin the whole system to these CPUs"
+    )
+    parser.add_argument(
         "--no-compression",
         dest="compression",
         action="store_false",
-        help="do not offer permessage-deflate (browsers offer it)",
+        help="accepted for old command lines: the client never offers permessage-deflate "
+        "(nor does the gateway)",
     )
     parser.add_argument("--log-level", default="WARNING", help="services' LOG_LEVEL (--start)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON report path")
@@ -1001,46 +1336,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--clients, --rounds and --batch must be at least 1")
     if args.rounds > MAX_ROUNDS:
         parser.error(f"--rounds: at most {MAX_ROUNDS} (round k seeks to k s, within a day)")
-    if args.url and not args.url.startswith(("http://", "https://")):
-        parser.error("--url must be http(s)://host:port")
-    args.url = args.url.rstrip("/")
+    if args.stack_cpus and not args.start:
+        parser.error("--stack-cpus pins the system --start runs")
+    urls = [u.strip().rstrip("/") for arg in args.url or [] for u in arg.split(",") if u.strip()]
+    urls = urls or ["http://127.0.0.1:8000"]
+    for url in urls:
+        if not url.startswith("http://"):
+            parser.error(f"--url {url}: must be http://host:port (the client speaks no TLS)")
+    args.urls = urls
+    try:
+        pids = [int(p) for arg in args.gateway_pid or [] for p in arg.split(",") if p.strip()]
+    except ValueError:
+        parser.error("--gateway-pid: process ids")
+    if len(pids) > len(urls):
+        parser.error("--gateway-pid: more PIDs than gateway URLs")
+    args.gateway_pids = pids
     return args
 
 
-async def _main_async(args: argparse.Namespace, base_url: str, pid: int | None) -> dict:
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    previous = signal.getsignal(signal.SIGTERM)
-    if task is not None:
-        # SIGTERM cancels the run like Ctrl-C does: sockets close, then processes stop.
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await measure(args, base_url, pid)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, previous)  # asyncio leaves SIG_DFL behind
+# The command line's names for the Options it sets.
+OPTION_ARGS = (
+    "interval_ms",
+    "round_timeout",
+    "batch",
+    "signin_concurrency",
+    "join_concurrency",
+    "paced_joins",
+    "phase_timeout",
+    "quiet",
+)
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    return Options(**{name: getattr(args, name) for name in OPTION_ARGS})
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress(quiet=args.quiet)
-    limits = raise_fd_limit(args.clients)
-    log.debug("open-file limit %s", limits)
+    raise_fd_limit(args.clients)  # before --start: the gateway inherits it
+    opts = options_from(args)
+    if not args.start:
+        pids: list[int | None] = list(args.gateway_pids)
+        for url in args.urls[len(pids) :]:
+            port = httpx.URL(url).port or 80
+            pid = find_listener_pid(port)
+            pids.append(pid)
+            if pid is not None:
+                progress.note(f"gateway pid {pid} (the process listening on :{port})")
+        return measure_fanout(args.urls, args.clients, args.rounds, pids, args.client_cpus, opts)
+    opts.started_stack = True
+    original = os.sched_getaffinity(0)
+    if args.stack_cpus:
+        pinning.pin_self(args.stack_cpus)  # what the stack starts inherits it from the start
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    if args.start:
-        with started_stack(args.log_level, progress) as (base_url, pid):
-            return runner(_main_async(args, base_url, pid))
-    pid = args.gateway_pid
-    if pid is None:
-        port = httpx.URL(args.url).port or 80
-        pid = find_listener_pid(port)
-        if pid is not None:
-            progress.note(f"gateway pid {pid} (the process listening on :{port})")
-    return runner(_main_async(args, args.url, pid))
+        with started_stack(args.log_level, progress) as stack:
+            if args.stack_cpus:
+                pinned = pinning.pin_tree(stack.pids, args.stack_cpus)
+                progress.note(
+                    f"stack pinned to CPUs {pinned['cpus']}: {pinned['processes']} processes, "
+                    f"{pinned['threads']} threads"
+                )
+                opts.stack_pids, opts.stack_cpus = stack.pids, args.stack_cpus
+                pinning.pin_self(original)
+            return measure_fanout(
+                [stack.url], args.clients, args.rounds, [stack.gateway_pid], args.client_cpus, opts
+            )
+    finally:
+        pinning.pin_self(original)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -1053,16 +1415,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def on_sigterm(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # outside the event loop: unwind and stop what we started
+        raise KeyboardInterrupt  # unwind: sockets close, then what we started stops
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = run(args)
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
-        return 130
-    except asyncio.CancelledError:
-        sys.stderr.write("\nstopped\n")
         return 130
     except BenchError as exc:
         sys.stderr.write(f"fanout: {exc}\n")
@@ -1075,12 +1434,7 @@ def main(argv: list[str] | None = None) -> int:
     color = not args.no_color and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(render(result, color))
     print(f"report: {out}")
-    complete = (
-        result["lost_events"] == 0
-        and result["rounds_complete"] == args.rounds
-        and not result["stragglers"]["count"]
-    )
-    return 0 if complete else 2
+    return 0 if result["ok"] else 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """scripts/fanout.py keeps working: it starts its own system, times a small room and writes
-its report. Behaviour only (every event delivered, the report complete), never timings."""
+its report. Behaviour only (every event delivered in order, the report complete), never
+timings. With two CPUs or more it pins the system to one and itself to another."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,10 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
     out = tmp_path / "f.json"
     argv = [sys.executable, "scripts/fanout.py", "--start", "--no-color"]
     argv += ["--clients", str(CLIENTS), "--rounds", str(ROUNDS), "--out", str(out)]
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = len(cpus) >= 2
+    if pinned:
+        argv += ["--stack-cpus", str(cpus[0]), "--client-cpus", str(cpus[-1])]
     try:
         done = subprocess.run(
             argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
@@ -43,7 +49,13 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
         "stragglers",
         "phases",
         "rounds_detail",
+        "first_member_ms",
+        "timestamps",
+        "sequence",
+        "gateways",
+        "pinning",
     } <= report.keys()
+    assert report["ok"] is True
     assert report["config"]["clients"] == CLIENTS
     assert report["config"]["rounds"] == ROUNDS
 
@@ -52,6 +64,19 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
     assert report["closed_sockets"] == 0
     assert report["rounds_complete"] == ROUNDS
     assert report["stragglers"]["count"] == 0  # every joined member got the join's events
+    # Each member's room events ran on from its join snapshot without a gap or a step back,
+    # and all of them ended at the same version.
+    seq = report["sequence"]
+    assert seq["lost"] == 0 and seq["reordered"] == 0
+    assert seq["same_sequence"] is True and len(seq["last_v"]) == 1
+    assert seq["events"] > 0
+    # Every arrival has a time, from the kernel where the socket gave one.
+    stamps = report["timestamps"]
+    assert stamps["kernel"] + stamps["user"] == ROUNDS * CLIENTS
+    if pinned:
+        assert report["pinning"]["client_affinity"] == str(cpus[-1])
+        assert report["pinning"]["gateway_affinity"] == [str(cpus[0])]
+        assert report["pinning"]["stack_pinned_before_rounds"]["processes"] >= 5
     rounds = report["rounds_detail"]
     assert [r["position_ms"] for r in rounds] == [k * 1000 for k in range(1, ROUNDS + 1)]
     for r in rounds:
