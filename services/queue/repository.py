@@ -82,10 +82,8 @@ async def ensure_room(conn: AsyncConnection, room: str) -> Any:
     return row
 
 
-async def save_room(
-    conn: AsyncConnection, room: str, *, current_entry_id: str | None, queue_v: int
-) -> None:
-    await conn.execute(
+def room_update(room: str, *, current_entry_id: str | None, queue_v: int) -> Any:
+    return (
         update(_rooms)
         .where(_rooms.c.room == room)
         .values(current_entry_id=current_entry_id, queue_v=queue_v)

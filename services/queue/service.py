@@ -30,6 +30,7 @@ from services.common.contracts.models import UserRef
 from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
+from services.common.writes import WriteBatch
 
 from . import repository as repo
 from .models import QueueCommand
@@ -46,19 +47,23 @@ class QueueTx:
         self.current_entry_id: str | None = state.current_entry_id
         self.queue_v: int = state.queue_v
         self.changed = False
+        self.writes = WriteBatch()  # sent together at commit
 
     async def entries(self) -> list[Any]:
         return await repo.queued(self.conn, self.room)
 
     async def commit(self) -> bytes | None:
+        """Write the queue's new version with the batched writes; the `queue` event."""
         if not self.changed:
+            await self.writes.flush(self.conn)
             return None
         self.v += 1
         self.queue_v = self.v
-        await repo.save_room(
-            self.conn, self.room, current_entry_id=self.current_entry_id, queue_v=self.v
+        self.writes.add(
+            repo.room_update(self.room, current_entry_id=self.current_entry_id, queue_v=self.v)
         )
-        await sequencer.advance_to(self.conn, self.room, self.v)
+        self.writes.add(sequencer.advance_statement(self.room, self.v))
+        await self.writes.flush(self.conn)
         data = [repo.to_contract(r).model_dump() for r in await self.entries()]
         return events.encode("queue", self.room, self.v, data)
 
@@ -94,22 +99,24 @@ class QueueService:
         command: str,
         body: Callable[[QueueTx], Awaitable[Any]],
     ) -> Any:
-        if env is not None:
-            recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
-            if recalled is not None:
-                return recalled
         async with self._locks.hold(room):
             try:
                 async with self.engine.begin() as conn:
                     v = await sequencer.lock(conn, room)
                     tx = QueueTx(conn, room, v, await repo.ensure_room(conn, room))
                     reply = await body(tx)
-                    event = await tx.commit()
                     if env is not None:
-                        await self.commands.remember(conn, env.user.id, env.id, command, reply)
-            except IntegrityError:
+                        # With the command's writes (one statement on PostgreSQL); a retry
+                        # of a request that committed fails here, as a duplicate.
+                        tx.writes.add(
+                            self.commands.remember_statement(env.user.id, env.id, command, reply)
+                        )
+                    event = await tx.commit()
+            except (IntegrityError, ServiceError):
                 if env is None:
                     raise
+                # A retry of a request that was applied: answer as it did. The log is read
+                # only then, not before every command.
                 recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
                 if recalled is None:
                     raise
