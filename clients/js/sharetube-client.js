@@ -53,7 +53,7 @@
  * @property {boolean} gap      the event's v does not follow the previous event's v
  */
 
-/** The parts of a room state that events replace (or, for chat, append to). */
+/** The parts of a room state that events replace (or, for chat, append to; members merge a delta). */
 export const PARTS = Object.freeze(['playback', 'members', 'settings', 'queue', 'chat']);
 
 /** Chat messages kept per room: enough scroll-back for the overlay, bounded memory. */
@@ -128,8 +128,9 @@ export function applySnapshot(snapshot) {
 }
 
 /**
- * Event data for `queue` / `members` is the whole array; a server that wraps it
- * (`{entries: [...]}` / `{members: [...]}`) is accepted too, so the wire can grow metadata.
+ * Event data for `queue` (and a `members` event carrying the whole list) is the whole array;
+ * a server that wraps it (`{entries: [...]}` / `{members: [...]}`) is accepted too, so the
+ * wire can grow metadata.
  */
 function listFrom(data, ...keys) {
   if (Array.isArray(data)) return data;
@@ -143,10 +144,57 @@ function reducePart(state, part, data) {
     case 'playback': return data ?? IDLE_PLAYBACK;
     case 'settings': return data ?? {};
     case 'queue': return listFrom(data, 'entries', 'queue');
-    case 'members': return listFrom(data, 'members');
+    case 'members': return isMembersDelta(data) ? mergeMembers(state.members, data) : listFrom(data, 'members');
     case 'chat': return reduceChat(state.chat, data);
     default: return state[part];
   }
+}
+
+const isMembersDelta = (data) =>
+  data !== null && typeof data === 'object' && !Array.isArray(data)
+  && (Array.isArray(data.changed) || Array.isArray(data.gone));
+
+/** The order of the members list, a snapshot's: (joined_at_ms, user_id); no joined_at_ms last. */
+function memberOrder(a, b) {
+  const ja = finiteOr(a?.joined_at_ms, Infinity);
+  const jb = finiteOr(b?.joined_at_ms, Infinity);
+  if (ja !== jb) return ja < jb ? -1 : 1;
+  const ia = String(a?.user_id ?? '');
+  const ib = String(b?.user_id ?? '');
+  return ia < ib ? -1 : ia > ib ? 1 : 0;
+}
+
+/**
+ * Merge a `members` event's delta `{changed: [Member], gone: [user_id]}` into a members list
+ * (the event's other form, a whole array, replaces the list). An entry with a changed user's
+ * id is replaced in place (a listed member's joined_at_ms never changes); a new one goes where
+ * a fresh snapshot lists it, by (joined_at_ms, user_id); `gone` ids are dropped. The result
+ * equals the snapshot's list at the event's version. `members` is not mutated.
+ * @param {object[]} members
+ * @param {{changed?: object[], gone?: string[]}} delta
+ * @returns {object[]}
+ */
+export function mergeMembers(members, delta) {
+  const gone = new Set(arrayOr(delta?.gone));
+  const changed = new Map();
+  for (const m of arrayOr(delta?.changed)) if (m && typeof m === 'object') changed.set(m.user_id, m);
+  const out = [];
+  for (const m of arrayOr(members)) {
+    const id = m?.user_id;
+    if (gone.has(id)) continue;
+    if (changed.has(id)) {
+      out.push(changed.get(id));
+      changed.delete(id);
+    } else {
+      out.push(m);
+    }
+  }
+  for (const m of changed.values()) {
+    let at = out.length;
+    while (at > 0 && memberOrder(out[at - 1], m) > 0) at -= 1;
+    out.splice(at, 0, m);
+  }
+  return out;
 }
 
 /**
@@ -168,7 +216,8 @@ const followsLast = (state, v) => state.lastEventV === null || v === state.lastE
  * - A known event applies only when `v > versions[type]`; older or repeated ones are ignored
  *   and are not a gap (they are already in the state, typically raced with a snapshot).
  * - A gap is an applied-or-newer event whose v is not `lastEventV + 1`. The event still applies
- *   (it carries the whole new part, except chat); the caller should fetch a fresh snapshot.
+ *   (it carries the whole new part, except chat and a members delta); the caller should fetch
+ *   a fresh snapshot.
  * - Unknown types change no part, but when they carry a newer v they advance `lastEventV`,
  *   so a server adding a new event kind on the same version sequence does not look like a gap.
  * @param {RoomState} state
@@ -360,7 +409,8 @@ function parseFrame(data) {
  * The protocol client. Emits (payload in brackets):
  * `open` {url}, `close` {code, reason, wasClean},
  * `snapshot` {room, state, snapshot}, `state` {room, state, cause},
- * `playback` | `queue` | `members` | `chat` | `settings` {room, v, data, state},
+ * `playback` | `queue` | `members` | `chat` | `settings` {room, v, data, state} (`data` as on the
+ *   wire: for `members` usually a delta, {changed, gone}; `state.members` is the merged list),
  * `gap` {room, v, lastEventV}, `event` (every raw event frame, known or not),
  * `clock` {offsetMs, rttMs, samples}, `error` {source, room?, error},
  * `evicted` {room, reason} (kicked, banned, or the room was `closed`: the room is forgotten,

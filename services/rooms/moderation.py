@@ -42,7 +42,7 @@ class Moderation:
                 raise ServiceError(ErrorCode.NOT_FOUND, _NOT_A_MEMBER)
             if target != data.role:
                 await repo.set_role(tx.conn, tx.code, data.user_id, data.role)
-                tx.members_changed()
+                tx.members_changed(data.user_id)
             await tx.audit(env.user, "room.role", data.user_id, {"role": data.role})
             return {}
 
@@ -62,7 +62,7 @@ class Moderation:
             await repo.set_owner(tx.conn, tx.code, data.user_id)
             await repo.set_role(tx.conn, tx.code, data.user_id, "owner")
             await repo.set_role(tx.conn, tx.code, former, "operator")
-            tx.members_changed()
+            tx.members_changed(data.user_id, former)
             await tx.audit(env.user, "room.transfer", data.user_id, {"from": former})
             return {}
 
@@ -81,7 +81,7 @@ class Moderation:
             conns = await repo.sessions_of(tx.conn, tx.code, data.user_id)
             await repo.remove_sessions(tx.conn, tx.code, user_id=data.user_id)
             await repo.delete_membership(tx.conn, tx.code, data.user_id)
-            tx.members_changed()
+            tx.members_changed(data.user_id)
             await self.rooms.forget_conns(tx, conns)
             tx.evict(data.user_id, conns, "kicked")
             await tx.audit(env.user, "room.kick", data.user_id)
@@ -116,7 +116,7 @@ class Moderation:
                 await repo.remove_sessions(tx.conn, tx.code, user_id=data.user_id)
                 await self.rooms.forget_conns(tx, conns)
                 tx.evict(data.user_id, conns, "banned")
-            tx.members_changed()
+            tx.members_changed(data.user_id)
             await tx.audit(env.user, "room.ban", data.user_id, {"banned": data.banned})
             return {}
 

@@ -1,5 +1,6 @@
 """All of the rooms service's SQL."""
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
@@ -162,42 +163,53 @@ async def rename_member(conn: AsyncConnection, room: str, user_id: str, name: st
     )
 
 
-async def list_members(conn: AsyncConnection, room: str) -> list[Member]:
+async def list_members(
+    conn: AsyncConnection, room: str, user_ids: Collection[str] | None = None
+) -> list[Member]:
     """Members who are online, away (their sockets dropped a moment ago) or hold a role
-    above member (so owners stay listed)."""
-    sessions = (
-        await conn.execute(
-            select(_sessions.c.user_id, _sessions.c.player, _sessions.c.away_since_ms).where(
-                _sessions.c.room == room
-            )
-        )
-    ).all()
-    online: dict[str, bool] = {}
-    away: set[str] = set()
+    above member (so owners stay listed), by (joined_at_ms, user_id); with `user_ids`, only
+    those of them (a `members` event's delta reads just the users a change touched)."""
+    sessions_q = select(_sessions.c.user_id, _sessions.c.player, _sessions.c.away_since_ms).where(
+        _sessions.c.room == room
+    )
+    members_q = select(_members).where(_members.c.room == room, _members.c.banned.is_(False))
+    if user_ids is not None:
+        ids = sorted(set(user_ids))
+        sessions_q = sessions_q.where(_sessions.c.user_id.in_(ids))
+        members_q = members_q.where(_members.c.user_id.in_(ids))
+    online, away = _presence(await conn.execute(sessions_q), lambda s: s.user_id)
+    rows = await conn.execute(members_q.order_by(_members.c.joined_at_ms, _members.c.user_id))
+    return [member for r in rows if (member := _listed(r, r.user_id, online, away)) is not None]
+
+
+def _presence(sessions: Any, key: Callable[[Any], Any]) -> tuple[dict[Any, bool], set[Any]]:
+    """From session rows: who has a live session (key -> whether any of them plays) and who
+    has an away one (`_listed` shows away only those with no live session)."""
+    online: dict[Any, bool] = {}
+    away: set[Any] = set()
     for s in sessions:
+        k = key(s)
         if s.away_since_ms is None:
-            online[s.user_id] = online.get(s.user_id, False) or s.player
+            online[k] = online.get(k, False) or s.player
         else:
-            away.add(s.user_id)
-    rows = (
-        await conn.execute(
-            select(_members)
-            .where(_members.c.room == room, _members.c.banned.is_(False))
-            .order_by(_members.c.joined_at_ms, _members.c.user_id)
-        )
-    ).all()
-    return [
-        Member(
-            user_id=r.user_id,
-            name=r.name,
-            role=r.role,
-            online=r.user_id in online,
-            player=online.get(r.user_id, False),
-            away=r.user_id in away and r.user_id not in online,
-        )
-        for r in rows
-        if r.user_id in online or r.user_id in away or r.role != "member"
-    ]
+            away.add(k)
+    return online, away
+
+
+def _listed(r: Any, key: Any, online: dict[Any, bool], away: set[Any]) -> Member | None:
+    """Membership row `r` as listed, given who is online (and playing) and who is away
+    (`key` indexes both), or None when it is not listed."""
+    if key not in online and key not in away and r.role == "member":
+        return None
+    return Member(
+        user_id=r.user_id,
+        name=r.name,
+        role=r.role,
+        online=key in online,
+        player=online.get(key, False),
+        away=key in away and key not in online,
+        joined_at_ms=r.joined_at_ms,
+    )
 
 
 async def add_session(
@@ -233,16 +245,24 @@ async def _touch(conn: AsyncConnection, room: str, at_ms: int) -> None:
 
 async def remove_sessions(
     conn: AsyncConnection, room: str, *, conn_id: str | None = None, user_id: str | None = None
-) -> int:
+) -> list[str]:
+    """Delete the room's sessions of this socket and / or user: the user id of each one
+    removed (one per session, so an id may repeat)."""
     stmt = delete(_sessions).where(_sessions.c.room == room)
     if conn_id is not None:
         stmt = stmt.where(_sessions.c.conn == conn_id)
     if user_id is not None:
         stmt = stmt.where(_sessions.c.user_id == user_id)
-    removed = (await conn.execute(stmt)).rowcount or 0
+    removed = await _user_ids(conn, stmt)
     if removed:
         await _touch(conn, room, now_ms())
     return removed
+
+
+async def _user_ids(conn: AsyncConnection, stmt: Any) -> list[str]:
+    """Run an UPDATE or DELETE of sessions; the user id of every row it changed (RETURNING:
+    PostgreSQL, and SQLite since 3.35)."""
+    return list((await conn.execute(stmt.returning(_sessions.c.user_id))).scalars())
 
 
 async def players(conn: AsyncConnection, room: str) -> frozenset[str]:
@@ -260,20 +280,21 @@ async def players(conn: AsyncConnection, room: str) -> frozenset[str]:
 # -- presence -----------------------------------------------------------------------------
 
 
-async def mark_away(conn: AsyncConnection, room: str, conn_ids: list[str], at_ms: int) -> int:
-    """These sockets are gone but their members keep their place for now."""
+async def mark_away(conn: AsyncConnection, room: str, conn_ids: list[str], at_ms: int) -> list[str]:
+    """These sockets are gone but their members keep their place for now: the user id of
+    each session marked (one per session)."""
     if not conn_ids:
-        return 0
-    result = await conn.execute(
+        return []
+    return await _user_ids(
+        conn,
         update(_sessions)
         .where(
             _sessions.c.room == room,
             _sessions.c.conn.in_(conn_ids),
             _sessions.c.away_since_ms.is_(None),
         )
-        .values(away_since_ms=at_ms)
+        .values(away_since_ms=at_ms),
     )
-    return result.rowcount or 0
 
 
 async def clear_away(conn: AsyncConnection, room: str, user_id: str) -> int:
@@ -324,17 +345,18 @@ async def expired_away(conn: AsyncConnection, before_ms: int, limit: int) -> lis
 
 async def remove_expired_away(
     conn: AsyncConnection, room: str, conn_ids: list[str], before_ms: int
-) -> int:
+) -> list[str]:
     """Remove these away sessions if they are still away since before `before_ms` (a
-    concurrent sweep or a re-join may have settled them already)."""
-    result = await conn.execute(
+    concurrent sweep or a re-join may have settled them already): the user id of each one
+    removed."""
+    removed = await _user_ids(
+        conn,
         delete(_sessions).where(
             _sessions.c.room == room,
             _sessions.c.conn.in_(conn_ids),
             _sessions.c.away_since_ms < before_ms,
-        )
+        ),
     )
-    removed = result.rowcount or 0
     if removed:
         await _touch(conn, room, now_ms())
     return removed
@@ -553,19 +575,12 @@ async def members_of(conn: AsyncConnection, rooms: list[str]) -> dict[str, list[
     """`list_members` for many rooms in two queries."""
     if not rooms:
         return {}
-    online: dict[tuple[str, str], bool] = {}
-    away: set[tuple[str, str]] = set()
     sessions = await conn.execute(
         select(
             _sessions.c.room, _sessions.c.user_id, _sessions.c.player, _sessions.c.away_since_ms
         ).where(_sessions.c.room.in_(rooms))
     )
-    for s in sessions:
-        key = (s.room, s.user_id)
-        if s.away_since_ms is None:
-            online[key] = online.get(key, False) or s.player
-        else:
-            away.add(key)
+    online, away = _presence(sessions, lambda s: (s.room, s.user_id))
     rows = await conn.execute(
         select(_members)
         .where(_members.c.room.in_(rooms), _members.c.banned.is_(False))
@@ -573,18 +588,9 @@ async def members_of(conn: AsyncConnection, rooms: list[str]) -> dict[str, list[
     )
     found: dict[str, list[Member]] = {code: [] for code in rooms}
     for r in rows:
-        key = (r.room, r.user_id)
-        if key in online or key in away or r.role != "member":
-            found[r.room].append(
-                Member(
-                    user_id=r.user_id,
-                    name=r.name,
-                    role=r.role,
-                    online=key in online,
-                    player=online.get(key, False),
-                    away=key in away and key not in online,
-                )
-            )
+        member = _listed(r, (r.room, r.user_id), online, away)
+        if member is not None:
+            found[r.room].append(member)
     return found
 
 

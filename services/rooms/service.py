@@ -170,7 +170,7 @@ class RoomsService:
             if await repo.clear_away(tx.conn, code, env.user.id):
                 changed = True
             if changed or added:
-                tx.members_changed()
+                tx.members_changed(env.user.id)
             if added:
                 await tx.audit(env.user, "join", detail={"player": data.player})
             await tx.commit()  # write first, so the snapshot below includes this join
@@ -193,9 +193,9 @@ class RoomsService:
         async def body(tx: RoomTx) -> int:
             marked = await repo.mark_away(tx.conn, code, conns, now_ms())
             if marked:
-                tx.members_changed()
+                tx.members_changed(*marked)
                 await self.forget_conns(tx, conns)
-            return marked
+            return len(marked)
 
         try:
             return int(await self.in_room(None, code, "away", body))
@@ -206,8 +206,9 @@ class RoomsService:
 
     async def _drop_session(self, code: str, conn_id: str) -> None:
         async def body(tx: RoomTx) -> None:
-            if await repo.remove_sessions(tx.conn, code, conn_id=conn_id):
-                tx.members_changed()
+            removed = await repo.remove_sessions(tx.conn, code, conn_id=conn_id)
+            if removed:
+                tx.members_changed(*removed)
                 await self.forget_conns(tx, [conn_id])
 
         await self.in_room(None, code, "leave", body)

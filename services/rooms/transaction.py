@@ -16,7 +16,7 @@ from services.common.contracts import events, subjects
 from services.common.contracts.envelope import EvictNotice
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.events import EvictReason
-from services.common.contracts.models import Role, RoomSettings, UserRef
+from services.common.contracts.models import MembersDelta, Role, RoomSettings, UserRef
 from services.common.jsonutil import now_ms
 from services.common.writes import WriteBatch
 
@@ -59,6 +59,9 @@ class RoomTx:
         self._playback_changed = False
         self._settings_changed = False
         self._members_changed = False
+        # The users whose listing a change touched (a `members` event carries just them), or
+        # None once a change said nothing about whom it touched (the event carries the list).
+        self._members_touched: set[str] | None = set()
         self._players: frozenset[str] | None = None
         self._published: list[Published] = []
         # Notices to publish after this transaction's events (evictions for the gateways).
@@ -152,8 +155,14 @@ class RoomTx:
             self.settings = settings
             self._settings_changed = True
 
-    def members_changed(self) -> None:
+    def members_changed(self, *user_ids: str) -> None:
+        """Memberships, roles or sessions of these users changed: the `members` event at
+        commit carries their entries (`MembersDelta`). Without user ids, the whole list."""
         self._members_changed = True
+        if not user_ids:
+            self._members_touched = None
+        elif self._members_touched is not None:
+            self._members_touched.update(user_ids)
         self._players = None
         self._known.clear()  # a role, a ban or a membership changed under us
 
@@ -185,8 +194,7 @@ class RoomTx:
         if self._members_changed:
             v += 1
             values["members_v"] = v
-            members = await repo.list_members(self.conn, self.code)
-            out.append(self._event("members", v, [m.model_dump() for m in members]))
+            out.append(self._event("members", v, await self._members_data()))
         if self._playback_changed:
             contract = self.playback.to_contract()
             if contract != self._playback_seen:
@@ -203,6 +211,18 @@ class RoomTx:
             self.writes.add(sequencer.advance_statement(self.code, v))
             self.v = v
         self._settings_changed = self._members_changed = self._playback_changed = False
+        self._members_touched = set()
+
+    async def _members_data(self) -> Any:
+        """A `members` event's data: the touched users' entries (`MembersDelta`), read alone
+        so the event's size does not grow with the room; the whole list when a change did
+        not say whom it touched."""
+        touched = self._members_touched
+        if touched is None:
+            return [m.model_dump() for m in await repo.list_members(self.conn, self.code)]
+        changed = await repo.list_members(self.conn, self.code, user_ids=touched)
+        listed = {m.user_id for m in changed}
+        return MembersDelta(changed=changed, gone=sorted(touched - listed)).model_dump()
 
     def _event(self, event_type: events.EventType, v: int, data: Any) -> Published:
         return Published(

@@ -57,9 +57,9 @@ class Upkeep:
         async def body(tx: RoomTx) -> int:
             removed = await repo.remove_expired_away(tx.conn, code, conns, before_ms)
             if removed:
-                tx.members_changed()
+                tx.members_changed(*removed)
                 await self.rooms.forget_conns(tx, conns)
-            return removed
+            return len(removed)
 
         try:
             return int(await self.rooms.in_room(None, code, "presence", body))

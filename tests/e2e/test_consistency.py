@@ -47,6 +47,10 @@ class Follower:
         assert self.state["versions"] == fresh["versions"]
 
 
+def uid(client: WsClient) -> str:
+    return client.user["id"]  # type: ignore[attr-defined,no-any-return]
+
+
 async def _command(rng: random.Random, owner: WsClient, room: str, queue: list) -> None:
     choice = rng.choice(
         [
@@ -92,11 +96,24 @@ async def test_snapshot_plus_events_equals_fresh_snapshot(connect: Connect, seed
     room = await new_room(owner)
     await owner.call("join", room=room)
     follower = Follower(watcher, await watcher.call("join", room=room))
+    other, third = await connect(), await connect()
     for step in range(30):
-        if step == 15:  # members change too: someone comes and goes
-            other = await connect()
+        # Members change too (`members` events carry deltas): someone comes and goes, another
+        # comes, the first comes back to their first place (before the second), gets a role,
+        # loses it, and is kicked.
+        if step == 15:
             await other.call("join", room=room)
             await other.call("leave", room=room)
+        elif step == 18:
+            await third.call("join", {"player": True}, room=room)
+        elif step == 21:
+            listed = [m["user_id"] for m in (await other.call("join", room=room))["members"]]
+            assert listed.index(uid(other)) < listed.index(uid(third))
+        elif step in (23, 25):
+            role = "operator" if step == 23 else "member"
+            await owner.call("room.role", {"user_id": uid(other), "role": role}, room=room)
+        elif step == 27:
+            await owner.call("room.kick", {"user_id": uid(other)}, room=room)
         fresh = await owner.call("room.sync", room=room)
         await _command(rng, owner, room, fresh["queue"])
         await follower.settled_against(await owner.call("room.sync", room=room))

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.support import rawsocket
-from tests.support.client import WsClient
+from tests.support.client import WsClient, member_news
 from tests.support.system import System
 
 from .conftest import Connect, StrictGateway, new_room
@@ -29,7 +29,7 @@ def uid(client: WsClient) -> str:
 def member(event: dict[str, Any], user_id: str) -> dict[str, Any] | None:
     if event["type"] != "members":
         return None
-    return next((m for m in event["data"] if m["user_id"] == user_id), None)
+    return member_news(event, user_id)[1]
 
 
 async def wait_member(watcher: WsClient, user_id: str, timeout: float = 30, **state: Any) -> float:
@@ -39,9 +39,9 @@ async def wait_member(watcher: WsClient, user_id: str, timeout: float = 30, **st
     def matches(event: dict[str, Any]) -> bool:
         if event["type"] != "members":
             return False
-        found = member(event, user_id)
+        spoke, found = member_news(event, user_id)
         if not state:
-            return found is None
+            return spoke and found is None
         return found is not None and all(found[k] == v for k, v in state.items())
 
     await watcher.wait_for(matches, timeout)

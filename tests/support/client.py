@@ -46,12 +46,56 @@ def reduce_chat(chat: list[dict[str, Any]], data: dict[str, Any]) -> list[dict[s
     return [*chat, data][-CHAT_KEEP:]
 
 
+def _member_order(m: dict[str, Any]) -> tuple[float, str]:
+    """A snapshot's order of members: (joined_at_ms, user_id); without joined_at_ms, last."""
+    joined = m.get("joined_at_ms")
+    return (joined if isinstance(joined, int | float) else float("inf"), str(m.get("user_id")))
+
+
+def reduce_members(members: list[dict[str, Any]], data: Any) -> list[dict[str, Any]]:
+    """A `members` event: the whole list (an array) replaces it; a delta `{"changed",
+    "gone"}` replaces the changed users' entries in place, inserts new ones at their
+    (joined_at_ms, user_id) place and drops the gone (the JS client's mergeMembers)."""
+    if isinstance(data, list):
+        return data
+    gone = set(data.get("gone", []))
+    changed = {m["user_id"]: m for m in data.get("changed", [])}
+    out = [changed.pop(m["user_id"], m) for m in members if m["user_id"] not in gone]
+    for m in changed.values():
+        at = len(out)
+        while at > 0 and _member_order(out[at - 1]) > _member_order(m):
+            at -= 1
+        out.insert(at, m)
+    return out
+
+
+def member_entries(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries a `members` event carries: the whole list, or a delta's `changed`."""
+    data = event["data"]
+    return data if isinstance(data, list) else data["changed"]
+
+
+def member_news(event: dict[str, Any], user_id: str) -> tuple[bool, dict[str, Any] | None]:
+    """What a `members` event says of one user: (whether it says anything, their entry or
+    None when they are not listed). A whole list speaks of everyone; a delta only of the
+    users in `changed` and `gone`."""
+    data = event["data"]
+    found = next((m for m in member_entries(event) if m["user_id"] == user_id), None)
+    return found is not None or isinstance(data, list) or user_id in data["gone"], found
+
+
 def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     part, v = event["type"], event["v"]
     if part not in PARTS or v <= state["versions"][part]:
         return state
     parts = dict(state["parts"])
-    parts[part] = reduce_chat(parts["chat"], event["data"]) if part == "chat" else event["data"]
+    data = event["data"]
+    if part == "chat":
+        parts[part] = reduce_chat(parts["chat"], data)
+    elif part == "members":
+        parts[part] = reduce_members(parts["members"], data)
+    else:
+        parts[part] = data
     return {**state, "parts": parts, "versions": {**state["versions"], part: v}}
 
 

@@ -3,7 +3,11 @@
 The publisher encodes the frame the clients receive, so a gateway forwards the bytes without
 decoding and re-encoding them per socket (STYLE.md point 6). Every event carries the full new
 value of its part, except `chat`, which carries one new message (`ChatMessage`) or the id of
-one removed message (`ChatDeleted`: `{"deleted": id}`).
+one removed message (`ChatDeleted`: `{"deleted": id}`), and `members`, which usually carries
+what changed (`MembersDelta`: `{"changed": [Member, ...], "gone": [user_id, ...]}`), so a
+join into a room of N members costs each member one entry, not N; it may also carry the whole
+list (a JSON array of Member), which replaces the client's list. Clients tell the two forms
+apart by the JSON type (array or object) and merge a delta as `MembersDelta` says.
 """
 
 from typing import Any, Final, Literal

@@ -54,6 +54,28 @@ class Member(Contract):
     # died): they keep their place and role for a grace period (the janitor's
     # PRESENCE_AWAY_TIMEOUT_SECONDS), then leave the list unless they reconnect.
     away: bool = False
+    # When they first joined the room (server time, ms). The list is ordered by
+    # (joined_at_ms, user_id): a client merging a `MembersDelta` puts a newcomer at that
+    # place, which is where a fresh snapshot lists them (someone who left and comes back keeps
+    # their first joined_at_ms, so their place is not always at the end). The rooms service
+    # always sets it; None (an older server) sorts last.
+    joined_at_ms: int | None = None
+
+
+class MembersDelta(Contract):
+    """The data of a `members` event that carries only what changed (the usual form; the
+    event may also carry the whole list, a JSON array of Member, which replaces the list).
+
+    `changed`: the current entries of the users this change touched who are still listed
+    (online, away, or holding a role above member), new or not; `gone`: the touched users who
+    are no longer listed (left, kicked, banned, past the away timeout; it may name someone who
+    was not listed before, e.g. a ban before they ever joined). A client replaces an entry
+    with the same user_id in place, inserts a new one at its (joined_at_ms, user_id) place,
+    and drops every `gone` id: the result equals a fresh snapshot's list.
+    """
+
+    changed: list[Member]
+    gone: list[str]
 
 
 class QueueEntry(Contract):

@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.portals.conftest import audit, screenshot, sign_in_as_guest
-from tests.support.client import WsClient
+from tests.support.client import WsClient, member_entries
 from tests.support.system import System
 
 pytestmark = pytest.mark.browser
@@ -68,7 +68,7 @@ async def test_the_remote_controls_a_room_a_client_is_in(
     await expect(page.locator("#members")).to_contain_text("Olga")
     await expect(page.locator("#members")).to_contain_text("Rita (you)")
     await owner.wait_for(
-        lambda e: e["type"] == "members" and any(m["name"] == "Rita" for m in e["data"])
+        lambda e: e["type"] == "members" and any(m["name"] == "Rita" for m in member_entries(e))
     )
 
     # Add by URL.

@@ -78,6 +78,9 @@ PLAYBACK = Playback(
     anchor_ms=1_700_000_000_000,
     rate=1.5,
 )
+ANN = Member(
+    user_id="u1", name="Ann", role="owner", online=True, player=True, joined_at_ms=1_700_000_000_000
+)
 MESSAGE = ChatMessage(id="m1", user_id="u1", name="Ann", text="hi 👋", at_ms=1_700_000_000_000)
 
 # One fully populated instance of every contract model; a new model must be added here.
@@ -112,7 +115,8 @@ SAMPLES: dict[type[Contract], Contract] = {
     UserRef: USER,
     RoomInfo: RoomInfo(code="AbC123", owner_id="u1", created_at_ms=1_700_000_000_000),
     RoomSettings: SETTINGS,
-    Member: Member(user_id="u1", name="Ann", role="owner", online=True, player=False),
+    Member: ANN,
+    mdl.MembersDelta: mdl.MembersDelta(changed=[ANN], gone=["u2"]),
     QueueEntry: ENTRY,
     Playback: PLAYBACK,
     ChatMessage: MESSAGE,
@@ -120,7 +124,7 @@ SAMPLES: dict[type[Contract], Contract] = {
     Snapshot: Snapshot(
         room=RoomInfo(code="AbC123", owner_id="u1", created_at_ms=1),
         settings=SETTINGS,
-        members=[Member(user_id="u1", name="Ann", role="owner", online=True, player=True)],
+        members=[ANN],
         queue=[ENTRY],
         playback=PLAYBACK,
         chat=[MESSAGE],
@@ -221,7 +225,7 @@ _ADMIN_ROOM = mdl.AdminRoom(
     control_mode="any",
     owner_id="u1",
     created_at_ms=1_700_000_000_000,
-    members=[Member(user_id="u1", name="Ann", role="owner", online=True, player=True)],
+    members=[ANN],
     members_online=1,
     now_playing=mdl.NowPlaying(status="playing", video_id="dQw4w9WgXcQ", title="t"),
     queue_length=3,
@@ -269,12 +273,12 @@ def test_gateway_hints_match_their_models() -> None:
     assert evt.ResyncFrame.model_validate_json(evt.resync("AbC123")).room == "AbC123"
 
 
-def test_member_away_is_additive() -> None:
-    """Older clients and stored snapshots without `away` still validate."""
+def test_member_away_and_joined_at_are_additive() -> None:
+    """Older clients and stored snapshots without `away` or `joined_at_ms` still validate."""
     member = Member.model_validate(
         {"user_id": "u", "name": "n", "role": "member", "online": False, "player": False}
     )
-    assert member.away is False
+    assert member.away is False and member.joined_at_ms is None
 
 
 def _all_contract_models() -> set[type[Contract]]:
