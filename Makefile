@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-py test-js lint format fanout clean helm-check sync-bench browser-deps
+.PHONY: install run test test-py test-js lint format fanout load bench bench-tiny clean helm-check sync-bench browser-deps
 
 # The virtualenv is rebuilt when pyproject.toml changes; nothing is installed by hand.
 $(STAMP): pyproject.toml
@@ -20,7 +20,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/python scripts/devrun.py
 
-test: install lint helm-check test-js test-py
+test: install lint helm-check test-js test-py bench-tiny
 
 lint: install
 	$(BIN)/ruff check .
@@ -62,6 +62,24 @@ CLIENTS ?= 100
 ROUNDS  ?= 50
 fanout: install
 	$(BIN)/python scripts/fanout.py --start --clients $(CLIENTS) --rounds $(ROUNDS)
+
+## The benchmark suite (scripts/bench.py): fan-out, idle sockets, many rooms, each service,
+## sync under load, scale-out; stack pinned to CPU 0, client to CPU 1; a table, and the JSON
+## report in .bench/report.json. SIZE=tiny runs it in about a minute (`make test` does, so
+## the suite keeps working; no timing is asserted).
+SIZE ?= full
+bench: install
+	$(BIN)/python scripts/bench.py --size $(SIZE)
+
+bench-tiny: install
+	$(BIN)/python scripts/bench.py --size tiny --quiet --out .bench/report-tiny.json
+
+## Load one service (SERVICE=gateway|rooms|queue|chat|auth) on a stack it starts itself, JSON
+## report in .bench/load-$(SERVICE).json; e.g. ARGS="--duration 30 --rate 500 --stack-cpus 0
+## --client-cpus 1 --replicas rooms=2" (python -m loadtest --help lists every option).
+SERVICE ?= gateway
+load: install
+	$(BIN)/python -m loadtest $(SERVICE) --start $(ARGS)
 
 clean:
 	rm -rf $(VENV) .run .bench .pytest_cache .ruff_cache

@@ -1,0 +1,333 @@
+"""`make bench`: ShareTube's benchmark suite on a local stack; a table and .bench/report.json.
+
+    python scripts/bench.py                 # the full suite (about 15 minutes here)
+    python scripts/bench.py --size tiny     # seconds: CI runs this so the suite keeps working
+
+Sections, each on a stack this script starts (services.common.devstack, pinned with
+--stack-cpus, this process on --client-cpus, as issue 8 asks: the peer's hardware budget):
+
+- fanout: a `seek` from one member to the last of N members of one room (scripts/fanout.py,
+  kernel receive timestamps), for each N in the size's list;
+- idle: sockets opened and held with heartbeats on (pings every HEARTBEAT_S): how many one
+  gateway process holds and its RSS per connection;
+- many rooms: R rooms x M members over WebSockets with a steady command rate, and sync under
+  that load: clock-offset error and the spread of computed positions (loadtest gateway);
+- services: each service loaded on its own over its NATS subjects (loadtest rooms, queue,
+  chat, auth), closed loop, so the figure is what one replica carries;
+- scale-out: a second stack with 2 gateways and 2 rooms replicas: fan-out to members spread
+  over both gateways, and whether every member saw the same events in the same order.
+
+A section that fails is reported with its error and the others still run. Exit status: 0,
+2 when an event was lost or reordered anywhere, 1 when a section could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from loadtest.api import run_driver  # noqa: E402
+from loadtest.options import LoadOptions, Target  # noqa: E402
+from loadtest.progress import Progress  # noqa: E402
+from loadtest.stack import started_stack  # noqa: E402
+from scripts import fanout, idle  # noqa: E402
+from scripts.pinning import parse_cpus  # noqa: E402
+
+# The heartbeat during the benchmark: short, so idle sockets are pinged while they are held.
+HEARTBEAT_S = 5.0
+
+# The peer (issue 8): CyTube on this kind of machine, and our targets.
+PEER = {
+    "fanout_ms": {
+        50: {"p50": 2.0, "p99": 7.6},
+        200: {"p50": 4.0, "p99": 13.7},
+        1000: {"p50": 9.6, "p99": 25.9},
+        2000: {"p50": 16.0, "p99": 38.4},
+    },
+    "kb_per_connection": [57, 60],
+}
+TARGETS = {
+    "fanout_1000_p50_ms": 8.0,
+    "fanout_1000_p99_ms": 20.0,
+    "fanout_200_p99_ms": 10.0,
+    "idle_kb_per_connection": 20.0,
+    "idle_connections": 10_000,
+    "rooms_commands_per_s": 2000.0,
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    fanout: tuple[int, ...]
+    fanout_rounds: int
+    idle_sockets: int
+    idle_hold_s: float
+    rooms: int
+    members: int
+    rate: float
+    duration_s: float
+    scale_out_members: int
+
+
+SIZES = {
+    "tiny": Size((10,), 3, 50, HEARTBEAT_S + 1, 5, 2, 20.0, 1.5, 10),
+    "full": Size(
+        (100, 200, 1000, 5000), 50, 10_000, 2 * HEARTBEAT_S + 2, 500, 4, 400.0, 20.0, 1000
+    ),
+}
+
+
+def fd_limit() -> int:
+    """Raise the open-files limit to the hard limit (children inherit it: the gateway needs
+    one descriptor per socket too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.size = SIZES[args.size]
+        self.progress = Progress("bench", quiet=args.quiet)
+        self.stack_cpus = parse_cpus(args.stack_cpus) if args.stack_cpus else None
+        self.client_cpus = parse_cpus(args.client_cpus) if args.client_cpus else None
+        self.report: dict[str, Any] = {
+            "size": args.size,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "kernel": platform.release(),
+                "loadavg_1m_at_start": os.getloadavg()[0],
+            },
+            "pinning": {"stack_cpus": args.stack_cpus, "client_cpus": args.client_cpus},
+            "peer": {"name": "CyTube", **PEER},
+            "targets": TARGETS,
+            "sections": {},
+        }
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        self._with_stack({}, self._single_replica_sections)
+        if not self.args.skip_scale_out:
+            self._with_stack({"gateway": 2, "rooms": 2}, self._scale_out)
+        self.report["elapsed_s"] = round(time.monotonic() - started, 1)
+        self.report["ok"] = all(s.get("ok", False) for s in self.report["sections"].values())
+        return self.report
+
+    # -- stacks ------------------------------------------------------------------------------
+
+    def _with_stack(self, replicas: dict[str, int], body: Any) -> None:
+        counts = {"auth": 1, "rooms": 1, "queue": 1, "chat": 1, "gateway": 1, **replicas}
+        try:
+            with started_stack(counts, self.progress, self.stack_cpus, self.client_cpus) as (
+                target,
+                placement,
+            ):
+                self.report.setdefault("placements", []).append(placement)
+                body(target)
+        except Exception as exc:  # the stack itself: every section of it is lost
+            name = "stack" if not replicas else "scale_out"
+            self.report["sections"][name] = {"ok": False, "error": repr(exc)}
+
+    def _section(self, name: str, measure: Any) -> None:
+        self.progress.note(f"== {name}")
+        t = time.monotonic()
+        try:
+            result = measure()
+        except Exception as exc:
+            partial = getattr(exc, "partial", None)
+            result = {"ok": False, "error": repr(exc), "partial": partial}
+            if self.args.verbose:
+                traceback.print_exc()
+        result["elapsed_s"] = round(time.monotonic() - t, 1)
+        result["loadavg_1m"] = os.getloadavg()[0]
+        self.report["sections"][name] = result
+
+    def _single_replica_sections(self, target: Target) -> None:
+        gateway_pid = target.pids.get("gateway-0")
+        for n in self.size.fanout:
+            self._section(f"fanout_{n}", lambda n=n: self._fanout(target, n, [gateway_pid]))
+        self._section(
+            "idle",
+            lambda: idle.hold(
+                target.base_url,
+                gateway_pid,
+                self.size.idle_sockets,
+                self.size.idle_hold_s,
+                self.args.quiet,
+            ),
+        )
+        self._section("many_rooms", lambda: self._driver("gateway", target))
+        for service in ("rooms", "queue", "chat", "auth"):
+            self._section(f"service_{service}", lambda s=service: self._driver(s, target))
+
+    def _scale_out(self, target: Target) -> None:
+        pids = [target.pids.get(f"gateway-{i}") for i in range(len(target.base_urls))]
+        n = self.size.scale_out_members
+        self._section("scale_out_fanout", lambda: self._fanout(target, n, pids))
+        self._section("scale_out_many_rooms", lambda: self._driver("gateway", target))
+
+    # -- measurements ------------------------------------------------------------------------
+
+    def _fanout(self, target: Target, clients: int, pids: list[int | None]) -> dict[str, Any]:
+        options = fanout.Options(
+            quiet=self.args.quiet,
+            stack_pids=list(target.pids.values()),
+            stack_cpus=self.stack_cpus,
+            started_stack=True,
+        )
+        result = fanout.measure_fanout(
+            list(target.base_urls),
+            clients,
+            self.size.fanout_rounds,
+            pids,
+            self.client_cpus,
+            options,
+        )
+        sequence = result.get("sequence", {})
+        result["ok"] = (
+            bool(result.get("ok")) and not sequence.get("lost") and not sequence.get("reordered")
+        )
+        return result
+
+    def _driver(self, service: str, target: Target) -> dict[str, Any]:
+        size = self.size
+        options = LoadOptions(duration_s=size.duration_s, quiet=self.args.quiet)
+        if service == "gateway":
+            options.rooms, options.members, options.rate = size.rooms, size.members, size.rate
+        else:
+            options.rate = 0  # closed loop: what one replica carries
+            options.concurrency = 16
+            options.rooms = max(4, size.rooms // 10)
+        result = asyncio.run(run_driver(service, options, target))
+        result["ok"] = (
+            bool(result.get("ok", True)) and not result.get("lost") and not result.get("errors")
+        )
+        return result
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"ShareTube benchmark ({report['size']}), pinning {report['pinning']}", ""]
+    sections = report["sections"]
+    lines.append("fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost")
+    for name, s in sections.items():
+        if not name.startswith(("fanout_", "scale_out_fanout")):
+            continue
+        last = s.get("to_last_member_ms") or {}
+        seq = s.get("sequence") or {}
+        label = name.replace("fanout_", "N=").replace("scale_out_", "2 gateways, ")
+        if "error" in s:
+            lines.append(f"  {label:<40} error: {s['error'][:80]}")
+            continue
+        lines.append(
+            f"  {label:<40} {_ms(last.get('p50')):>7} {_ms(last.get('p95')):>7} "
+            f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?')}"
+        )
+    idle_s = sections.get("idle", {})
+    if idle_s:
+        lines.append("")
+        if "error" in idle_s:
+            lines.append(f"idle: error {idle_s['error'][:100]}")
+        else:
+            lines.append(
+                f"idle: {idle_s.get('held')}/{idle_s.get('sockets')} sockets held "
+                f"{idle_s.get('hold_s')} s with heartbeats ({idle_s.get('pongs')} pongs), "
+                f"{idle_s.get('kb_per_connection')} KB RSS per connection"
+            )
+    lines.append("")
+    lines.append("load                          ops/s      p50      p99   errors  lost")
+    for name in (
+        "many_rooms",
+        "service_rooms",
+        "service_queue",
+        "service_chat",
+        "service_auth",
+        "scale_out_many_rooms",
+    ):
+        s = sections.get(name)
+        if not s:
+            continue
+        if "error" in s and "ops" not in s:
+            lines.append(f"  {name:<26} error: {s['error'][:80]}")
+            continue
+        lat = s.get("latency_ms") or {}
+        lines.append(
+            f"  {name:<26} {s.get('ops_per_s', 0):>7.0f} {_ms(lat.get('p50')):>8} "
+            f"{_ms(lat.get('p99')):>8} {s.get('errors', '?'):>8} {s.get('lost', 0):>5}"
+        )
+    sync = (sections.get("many_rooms") or {}).get("sync")
+    if sync:
+        lines.append("")
+        offset, spread = sync["offset_error_ms"], sync["spread_ms"]
+        lines.append(
+            f"sync under load: clock offset error p50 {_ms(offset.get('p50'))} / p99 "
+            f"{_ms(offset.get('p99'))} ms, position spread p50 {_ms(spread.get('p50'))} / p99 "
+            f"{_ms(spread.get('p99'))} ms"
+        )
+    lines.append("")
+    lines.append(f"ok: {report.get('ok')}   elapsed: {report.get('elapsed_s')} s")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--out", default=".bench/report.json")
+    parser.add_argument("--stack-cpus", default=None, help="e.g. 0 (default on 2+ cores)")
+    parser.add_argument("--client-cpus", default=None, help="e.g. 1 (default on 2+ cores)")
+    parser.add_argument("--skip-scale-out", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if (os.cpu_count() or 1) >= 2:
+        args.stack_cpus = args.stack_cpus or "0"
+        args.client_cpus = args.client_cpus or "1"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    fd_limit()
+    os.environ["HEARTBEAT_INTERVAL_SECONDS"] = str(HEARTBEAT_S)
+    report = Suite(args).run()
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(render(report))
+    print(f"report: {out}")
+    sections = report["sections"].values()
+    if any(
+        (s.get("sequence") or {}).get("lost")
+        or s.get("lost")
+        or (s.get("sequence") or {}).get("reordered")
+        for s in sections
+    ):
+        return 2
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
