@@ -136,20 +136,28 @@ async def sign_in(base_urls: tuple[str, ...], count: int, concurrency: int) -> l
     async with httpx.AsyncClient(limits=limits, timeout=15.0, trust_env=False) as http:
 
         async def one(i: int) -> str:
-            url = f"{base_urls[i % len(base_urls)]}/auth/guest"
             async with slots:
-                for attempt in range(3):
-                    try:
-                        reply = await http.post(url, json={"name": f"load{i}"})
-                        reply.raise_for_status()
-                        return str(reply.json()["token"])
-                    except (httpx.HTTPError, KeyError, ValueError) as exc:
-                        if attempt == 2:
-                            raise LoadError(f"guest sign-in failed: {exc!r}") from exc
-                        await asyncio.sleep(0.2 * (attempt + 1))
-            raise AssertionError("unreachable")
+                try:
+                    return await guest_token(http, base_urls[i % len(base_urls)], f"load{i}")
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    raise LoadError(f"guest sign-in failed: {exc!r}") from exc
 
         return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def guest_token(http: httpx.AsyncClient, base_url: str, name: str, attempts: int = 3) -> str:
+    """One guest's token (POST /auth/guest), tried again after a short wait when it fails;
+    the last failure is raised (httpx.HTTPError, KeyError or ValueError)."""
+    for attempt in range(attempts):
+        try:
+            reply = await http.post(f"{base_url}/auth/guest", json={"name": name})
+            reply.raise_for_status()
+            return str(reply.json()["token"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def open_socket(url: str, token: str, index: int, on_event: EventHook) -> Socket:

@@ -74,6 +74,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtest.wsclient import guest_token  # noqa: E402
 from scripts import pinning  # noqa: E402
 from scripts.epollws import CLOSED, OP_TEXT, OPEN, Conn, EpollClient, client_frame  # noqa: E402
 
@@ -253,18 +254,11 @@ async def sign_in(
 
         async def one(i: int) -> None:
             nonlocal done
-            url = f"{urls[i % len(urls)]}/auth/guest"
             async with sem:
-                for attempt in range(3):
-                    try:
-                        reply = await http.post(url, json={"name": f"fan{i}"})
-                        reply.raise_for_status()
-                        tokens[i] = reply.json()["token"]
-                        break
-                    except (httpx.HTTPError, KeyError, ValueError) as exc:
-                        if attempt == 2:
-                            raise BenchError(f"guest sign-in {i} failed: {exc!r}") from exc
-                        await asyncio.sleep(0.2 * (attempt + 1))
+                try:
+                    tokens[i] = await guest_token(http, urls[i % len(urls)], f"fan{i}")
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    raise BenchError(f"guest sign-in {i} failed: {exc!r}") from exc
             done += 1
             progress.update("sign-in", done, count, started)
 

@@ -9,6 +9,7 @@ every socket is pinged and must answer), and counts how many are still open at t
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -73,8 +74,6 @@ def hold(
             target = min(first + CONNECT_BATCH, sockets)
             while counter.opened + counter.closed < target and time.monotonic() < deadline:
                 client.poll(0.05)
-            if not quiet:
-                print(f"\ridle: {counter.opened}/{sockets} open", end="", flush=True)
         connect_s = time.monotonic() - started
         # Settle: the gateway's allocations for the last sockets land, then read its memory.
         settle_until = time.monotonic() + 1.0
@@ -87,7 +86,7 @@ def hold(
         held = sum(1 for conn in conns if conn.state == OPEN)
         after_hold = read_rss_kb(gateway_pid)
         if not quiet:
-            print()
+            print(f"idle: {counter.opened}/{sockets} opened in {connect_s:.1f} s, {held} held")
         per_kb = None
         if before is not None and after is not None and counter.opened:
             per_kb = round((after - before) / counter.opened, 2)
@@ -97,6 +96,7 @@ def hold(
             "opened": counter.opened,
             "held": held,
             "closed": counter.closed,
+            "close_codes": dict(Counter(c.close_code for c in conns if c.state != OPEN)),
             "hold_s": hold_s,
             "connect_s": round(connect_s, 2),
             "pongs": client.pongs_sent,
