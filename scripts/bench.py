@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -47,7 +49,9 @@ from loadtest.stack import started_stack  # noqa: E402
 from scripts import fanout, idle  # noqa: E402
 from scripts.pinning import parse_cpus  # noqa: E402
 
-SETTLE_S = 3.0  # between sections
+SETTLE_S = 2.0  # between sections, at least
+QUIESCE_MAX_S = 120.0  # ... and until a directory read answers within QUIET_REPLY_S
+QUIET_REPLY_S = 0.2
 # The heartbeat during the benchmark: short, so idle sockets are pinged while they are held.
 HEARTBEAT_S = 5.0
 
@@ -108,6 +112,7 @@ class Suite:
         self.progress = Progress("bench", quiet=args.quiet)
         self.stack_cpus = parse_cpus(args.stack_cpus) if args.stack_cpus else None
         self.client_cpus = parse_cpus(args.client_cpus) if args.client_cpus else None
+        self._target: Target | None = None
         self.report: dict[str, Any] = {
             "size": args.size,
             "machine": {
@@ -141,6 +146,7 @@ class Suite:
                 placement,
             ):
                 self.report.setdefault("placements", []).append(placement)
+                self._target = target
                 body(target)
         except Exception as exc:  # the stack itself: every section of it is lost
             name = "stack" if not replicas else "scale_out"
@@ -159,7 +165,25 @@ class Suite:
         result["elapsed_s"] = round(time.monotonic() - t, 1)
         result["loadavg_1m"] = os.getloadavg()[0]
         self.report["sections"][name] = result
-        time.sleep(SETTLE_S)  # what the section left queued drains before the next one
+        result["quiesce_s"] = self._quiesce()
+
+    def _quiesce(self) -> float:
+        """Wait until the stack answers a cheap command quickly again: a section's sockets
+        closing leave rooms a backlog of disconnects (thousands of them after a big room),
+        which the next section must not start behind."""
+        started = time.monotonic()
+        base_url = self._target.base_url if self._target else None
+        time.sleep(SETTLE_S)
+        while base_url and time.monotonic() - started < QUIESCE_MAX_S:
+            t = time.monotonic()
+            try:
+                httpx.get(f"{base_url}/api/rooms", timeout=QUIESCE_MAX_S).raise_for_status()
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - t < QUIET_REPLY_S:
+                break
+            time.sleep(1.0)
+        return round(time.monotonic() - started, 1)
 
     def _single_replica_sections(self, target: Target) -> None:
         """Idle sockets first, on a gateway nothing has used yet (its RSS growth is then the
