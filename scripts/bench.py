@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import platform
-import resource
 import sys
 import time
 import traceback
@@ -94,15 +93,6 @@ SIZES = {
         (100, 200, 1000, 5000), 50, 10_000, 2 * HEARTBEAT_S + 2, 500, 4, 150.0, 15.0, 1000
     ),
 }
-
-
-def fd_limit() -> int:
-    """Raise the open-files limit to the hard limit (children inherit it: the gateway needs
-    one descriptor per socket too)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 class Suite:
@@ -336,7 +326,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    fd_limit()
+    size = SIZES[args.size]
+    # Children inherit it: the gateway holds the other end of every socket.
+    fanout.raise_fd_limit(max(size.idle_sockets, *size.fanout))
     os.environ["HEARTBEAT_INTERVAL_SECONDS"] = str(HEARTBEAT_S)
     report = Suite(args).run()
     out = ROOT / args.out

@@ -52,7 +52,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import os
 import resource
 import secrets
@@ -74,6 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtest.stats import describe  # noqa: E402
 from loadtest.wsclient import guest_token  # noqa: E402
 from scripts import pinning  # noqa: E402
 from scripts.epollws import CLOSED, OP_TEXT, OPEN, Conn, EpollClient, client_frame  # noqa: E402
@@ -124,26 +124,6 @@ class ReplyError(BenchError):
 
 
 # --- small helpers -----------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None when empty."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summary(values: list[float]) -> dict[str, float | int | None]:
-    ordered = sorted(values)
-    out: dict[str, float | int | None] = {"count": len(ordered)}
-    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        value = percentile(ordered, q)
-        out[name] = None if value is None else round(value, 3)
-    out["max"] = round(ordered[-1], 3) if ordered else None
-    out["mean"] = round(sum(ordered) / len(ordered), 3) if ordered else None
-    return out
 
 
 def event_v(frame: bytes) -> int | None:
@@ -1056,9 +1036,9 @@ def report(
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "gateway_pid": pids[0],
         "gateway_pids": pids,
-        "to_last_member_ms": summary(to_last),
-        "first_member_ms": summary(first),
-        "per_member_ms": summary(per_member),
+        "to_last_member_ms": describe(to_last),
+        "first_member_ms": describe(first),
+        "per_member_ms": describe(per_member),
         "timestamps": {
             "kernel": kernel,
             "user": user,

@@ -15,22 +15,10 @@ from typing import Any
 import httpx
 
 from scripts.epollws import OPEN, Conn, EpollClient
+from scripts.fanout import read_rss_kb
 
 CONNECT_BATCH = 200  # sockets opening at once
 CONNECT_TIMEOUT_S = 120.0
-
-
-def read_rss_kb(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 class _Counter:

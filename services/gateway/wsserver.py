@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 # nothing would never see the close frame behind its unread data).
 CLOSE_WAIT_S = 2.0
 SOCKET_PATH = "/ws"
-_PENDING_ADMISSIONS: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
 
 class ClientSocket(asyncio.Protocol):
@@ -159,12 +158,10 @@ class ClientSocket(asyncio.Protocol):
             self._respond(self.ws.reject(404, "Not Found\n"))
             return
         token = (parse_qs(url.query).get("token") or [""])[0]
-        task = asyncio.get_running_loop().create_task(
-            self._admit(request.headers.get("Origin"), request.headers.get("Host"), token),
-        )
-        _PENDING_ADMISSIONS.add(task)
-        task.add_done_callback(_PENDING_ADMISSIONS.discard)
         self._response = response
+        self.app.state.gw.spawn(
+            self._admit(request.headers.get("Origin"), request.headers.get("Host"), token)
+        )
 
     async def _admit(self, origin: str | None, host: str | None, token: str) -> None:
         gw = self.app.state.gw
