@@ -6,6 +6,9 @@
 Sections, each on a stack this script starts (services.common.devstack, pinned with
 --stack-cpus, this process on --client-cpus, as issue 8 asks: the peer's hardware budget):
 
+- floor: before any stack starts, the kernel's own cost of one core writing a frame to each
+  of N loopback sockets (scripts/sendfloor.py, same pinning and timestamps): the part of
+  fan-out no server design avoids on this machine;
 - fanout: a `seek` from one member to the last of N members of one room (scripts/fanout.py,
   kernel receive timestamps), for each N in the size's list;
 - idle: sockets opened and held with heartbeats on (pings every HEARTBEAT_S): how many one
@@ -45,7 +48,7 @@ from loadtest.api import run_driver  # noqa: E402
 from loadtest.options import LoadOptions, Target  # noqa: E402
 from loadtest.progress import Progress  # noqa: E402
 from loadtest.stack import started_stack  # noqa: E402
-from scripts import fanout, idle  # noqa: E402
+from scripts import fanout, idle, sendfloor  # noqa: E402
 from scripts.pinning import parse_cpus  # noqa: E402
 
 SETTLE_S = 2.0  # between sections, at least
@@ -119,6 +122,13 @@ class Suite:
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
+        for n in self.size.fanout:
+            self._section(
+                f"floor_{n}",
+                lambda n=n: sendfloor.measure_send_floor(
+                    n, self.size.fanout_rounds, self.stack_cpus, self.client_cpus
+                ),
+            )
         self._with_stack({}, self._single_replica_sections)
         if not self.args.skip_scale_out:
             self._with_stack({"gateway": 2, "rooms": 2}, self._scale_out)
@@ -248,7 +258,10 @@ def _ms(value: Any) -> str:
 def render(report: dict[str, Any]) -> str:
     lines = [f"ShareTube benchmark ({report['size']}), pinning {report['pinning']}", ""]
     sections = report["sections"]
-    lines.append("fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost")
+    lines.append(
+        "fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost"
+        "  floor p50"
+    )
     for name, s in sections.items():
         if not name.startswith(("fanout_", "scale_out_fanout")):
             continue
@@ -258,9 +271,11 @@ def render(report: dict[str, Any]) -> str:
         if "error" in s:
             lines.append(f"  {label:<40} error: {s['error'][:80]}")
             continue
+        floor = (sections.get(name.replace("fanout_", "floor_")) or {}).get("to_last_socket_ms")
         lines.append(
             f"  {label:<40} {_ms(last.get('p50')):>7} {_ms(last.get('p95')):>7} "
-            f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?')}"
+            f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?'):>4}"
+            f"  {_ms((floor or {}).get('p50')):>9}"
         )
     idle_s = sections.get("idle", {})
     if idle_s:

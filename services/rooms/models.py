@@ -61,6 +61,9 @@ class RoomSession(Base):
     """One socket in one room: a member is online while they have one; players gate starts."""
 
     __tablename__ = "rooms_sessions"
+    # A room's sessions are read by every command (live players, presence); the primary key
+    # starts with the socket, so without this each read scanned every room's sessions.
+    __table_args__ = (Index("ix_rooms_sessions_room_user", "room", "user_id"),)
 
     conn: Mapped[str] = mapped_column(String(80), primary_key=True)
     room: Mapped[str] = mapped_column(String(16), primary_key=True)

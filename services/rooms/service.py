@@ -1,6 +1,7 @@
 """The rooms service's rules: every command, authorised here, applied under the room's lock."""
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,7 @@ from services.common.keyedlocks import KeyedLocks
 
 from . import playback as pb
 from . import repository as repo
+from .controls import Control, GroupCommitter, Transition
 from .models import RoomsCommand
 from .permissions import Standing, decide, denied_message, role_of, standing_of
 from .transaction import Published, RoomTx
@@ -52,6 +54,14 @@ CODE_LENGTH = 6  # 55^6 ≈ 2.8e10 codes: guessing a private room's code is not 
 TxBody = Callable[[RoomTx], Awaitable[Any]]
 
 
+class _IdleRoom(Exception):
+    """`play` in a room with nothing loaded: the queue's next entry is loaded instead."""
+
+    def __init__(self, entry_id: str | None) -> None:
+        super().__init__(entry_id)
+        self.entry_id = entry_id
+
+
 class RoomsService:
     def __init__(self, engine: AsyncEngine, nc: NATS, timing: pb.Timing) -> None:
         self.engine = engine
@@ -61,15 +71,27 @@ class RoomsService:
         self._locks = KeyedLocks()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
+        self.controls: GroupCommitter | None = None
+        if engine is not None and engine.dialect.name == "postgresql":
+            self.controls = GroupCommitter(engine, self._publish, self._schedule, self._alone)
 
     # -- the one way a room changes ----------------------------------------------------
 
     async def in_room(
-        self, env: CommandEnvelope | None, code: str, command: str, body: TxBody
+        self,
+        env: CommandEnvelope | None,
+        code: str,
+        command: str,
+        body: TxBody,
+        *,
+        locked: bool = False,
     ) -> Any:
-        """Run `body` under the room's lock; publish its events after commit; remember the
-        reply under the request id so a retry is not applied twice."""
-        async with self._locks.hold(code):
+        """Run `body` under the room's lock (already held by the caller when `locked`);
+        publish its events after commit; remember the reply under the request id so a retry
+        is not applied twice."""
+        hold = contextlib.nullcontext() if locked else self._locks.hold(code)
+        async with hold:
             try:
                 async with self.engine.begin() as conn:
                     tx = await RoomTx.open(conn, code, env.user.id if env else None)
@@ -283,56 +305,68 @@ class RoomsService:
         self,
         env: CommandEnvelope,
         command: str,
-        change: TxBody,
+        transition: Transition,
         detail: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A playback control: in the next group commit on PostgreSQL (controls.py), else
+        alone. The room's local lock is held until it is answered either way."""
+        code = room_of(env)
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        control = Control(env, code, command, transition, detail, done)
+        async with self._locks.hold(code):
+            if self.controls is None:
+                return await self._alone(control)
+            return await self.controls.submit(control)
+
+    async def _alone(self, control: Control) -> dict[str, Any]:
+        """One control in its own transaction (the caller holds the room's lock)."""
+        env, command = control.env, control.command
+
         async def body(tx: RoomTx) -> dict[str, Any]:
             await self.authorize(tx, env.user, command)
-            await change(tx)
-            await tx.audit(env.user, command, detail=detail)
+            tx.set_playback(control.transition(tx.playback, await tx.players(), now_ms()))
+            await tx.audit(env.user, command, detail=control.detail)
             return {"playback": tx.playback.to_contract().model_dump()}
 
-        return await self.in_room(env, room_of(env), command, body)
+        return await self.in_room(env, control.room, command, body, locked=True)
 
     async def play(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        state = await self._peek(env, "play")
-        if state.status == "idle":
-            return await self._advance(env, "play", state.entry_id)
+        def start(state: pb.PlaybackState, players: frozenset[str], now: int) -> pb.PlaybackState:
+            if state.status == "idle":
+                raise _IdleRoom(state.entry_id)  # after the permission check, before writes
+            return pb.play(state, players, now, self.timing)
 
-        async def change(tx: RoomTx) -> None:
-            tx.set_playback(pb.play(tx.playback, await tx.players(), now_ms(), self.timing))
-
-        return await self._control(env, "play", change)
+        try:
+            return await self._control(env, "play", start)
+        except _IdleRoom as idle:
+            return await self._advance(env, "play", idle.entry_id)
 
     async def pause(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        async def change(tx: RoomTx) -> None:
-            tx.set_playback(pb.pause(tx.playback, now_ms()))
-
-        return await self._control(env, "pause", change)
+        return await self._control(env, "pause", lambda state, _players, now: pb.pause(state, now))
 
     async def seek(self, env: CommandEnvelope, data: Seek) -> dict[str, Any]:
-        async def change(tx: RoomTx) -> None:
-            tx.set_playback(
-                pb.seek(tx.playback, data.position_ms, await tx.players(), now_ms(), self.timing)
-            )
+        def seek(state: pb.PlaybackState, players: frozenset[str], now: int) -> pb.PlaybackState:
+            return pb.seek(state, data.position_ms, players, now, self.timing)
 
-        return await self._control(env, "seek", change, {"position_ms": data.position_ms})
+        return await self._control(env, "seek", seek, {"position_ms": data.position_ms})
 
     async def restart(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
-        async def change(tx: RoomTx) -> None:
-            tx.set_playback(pb.seek(tx.playback, 0, await tx.players(), now_ms(), self.timing))
+        def restart(state: pb.PlaybackState, players: frozenset[str], now: int) -> pb.PlaybackState:
+            return pb.seek(state, 0, players, now, self.timing)
 
-        return await self._control(env, "restart", change)
+        return await self._control(env, "restart", restart)
 
     async def skip(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         state = await self._peek(env, "skip")
         return await self._advance(env, "skip", state.entry_id)
 
     async def rate(self, env: CommandEnvelope, data: RateChange) -> dict[str, Any]:
-        async def change(tx: RoomTx) -> None:
-            tx.set_playback(pb.set_rate(tx.playback, data.rate, now_ms()))
-
-        return await self._control(env, "rate", change, {"rate": data.rate})
+        return await self._control(
+            env,
+            "rate",
+            lambda state, _players, now: pb.set_rate(state, data.rate, now),
+            {"rate": data.rate},
+        )
 
     async def _player(self, tx: RoomTx, env: CommandEnvelope, command: str) -> Standing:
         """A report from a player: a member's socket that joined the room as a player."""
@@ -554,6 +588,8 @@ class RoomsService:
             return await repo.figures(conn)
 
     def close(self) -> None:
+        if self.controls is not None:
+            self.controls.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

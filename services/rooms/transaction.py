@@ -42,6 +42,13 @@ class _Membership:
     banned: bool
 
 
+def membership_of(row: Any) -> _Membership | None:
+    """The caller's membership from a row read with its room (`m_*` columns)."""
+    if row.m_role is None:
+        return None
+    return _Membership(row.m_name, row.m_role, row.m_joined_at_ms, row.m_banned)
+
+
 class RoomTx:
     def __init__(
         self, conn: AsyncConnection, row: Any, v: int, known: dict[str, Any] | None = None
@@ -79,11 +86,7 @@ class RoomTx:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
         known: dict[str, Any] = {}
         if user_id is not None:
-            known[user_id] = (
-                None
-                if row.m_role is None
-                else _Membership(row.m_name, row.m_role, row.m_joined_at_ms, row.m_banned)
-            )
+            known[user_id] = membership_of(row)
         tx = cls(conn, row, int(row.seq_v), known)
         tx._players = frozenset(row.players.split()) if row.players else frozenset()
         return tx

@@ -1,0 +1,403 @@
+"""Playback controls (play, pause, seek, restart, rate) committed in groups.
+
+Each control is one read, one pure transition (playback.py) and one write. Run one at a time,
+a replica spent most of a control in SQLAlchemy and in its own transaction's four round
+trips: about 200 controls/s with PostgreSQL on the same core. Here every control that
+arrives while a group is in the database joins the next group, and a group costs one
+transaction whatever its size:
+
+1. one statement locks every room of the group (their sequence rows, in room order, so two
+   replicas' groups cannot deadlock) and reads each room, its live players and the caller's
+   membership;
+2. the controls are authorised and applied in Python, in arrival order;
+3. one statement of data-modifying CTEs over arrays writes every changed room, every room's
+   new version, the audit entries and the idempotency records; one commit.
+
+Then each control's event is published (with its own trace context) and it is answered.
+
+Anything unusual is left to the ordinary path (`RoomsService.in_room`), which answers it as
+it always did: a control the permission matrix refuses, a room that is gone (the ordinary path
+then gives the error, or the reply remembered for a retried request id), and every control of
+a group that fails as a whole (a request id already remembered, a lost connection).
+
+Order: a control holds its room's local lock (`KeyedLocks`) from submission until it is
+answered, so one room's commands still run one at a time in arrival order on this replica, and
+a group never holds two controls of one room.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+from psycopg.rows import namedtuple_row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import bus, tracing
+from services.common.contracts import events
+from services.common.contracts.envelope import CommandEnvelope
+from services.common.jsonutil import now_ms
+
+from . import repository as repo
+from .permissions import decide, standing_of
+from .playback import PlaybackState
+from .transaction import Published, membership_of
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 128  # controls per transaction: bounds a group's statement and its lock set
+
+GROUP_SIZE = Histogram(
+    "sharetube_rooms_control_group_size",
+    "Playback controls committed together in one transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+LEFT_ALONE = Counter(
+    "sharetube_rooms_controls_alone_total",
+    "Playback controls a group left to the ordinary path, by why",
+    ["reason"],  # refused (or its transition raised), no_room, group_failed
+)
+
+# A control's change: (playback, live player sockets, now ms) -> playback. It may raise
+# ServiceError (or another exception the caller handles, e.g. an idle room's `play`).
+Transition = Callable[[PlaybackState, frozenset[str], int], PlaybackState]
+
+
+@dataclass(slots=True)
+class Control:
+    env: CommandEnvelope
+    room: str
+    command: str
+    transition: Transition
+    detail: dict[str, Any] | None
+    done: asyncio.Future[dict[str, Any]]
+    trace_context: otel_context.Context = field(default_factory=otel_context.get_current)
+
+
+@dataclass(slots=True)
+class _Applied:
+    """One control's outcome inside a group, before commit."""
+
+    control: Control
+    reply: dict[str, Any]
+    event: Published | None
+    deadline_ms: int | None
+
+
+# Lock the group's rooms in room order and read what a control needs, in one round trip.
+_READ = """
+SELECT s.v AS seq_v, r.*,
+       (SELECT string_agg(x.conn, ' ') FROM rooms_sessions x
+         WHERE x.room = s.room AND x.player AND x.away_since_ms IS NULL) AS players,
+       m.name AS m_name, m.role AS m_role, m.joined_at_ms AS m_joined_at_ms,
+       m.banned AS m_banned
+FROM unnest(%(rooms)s::text[], %(users)s::text[]) AS c(room, user_id)
+JOIN room_seq s ON s.room = c.room
+JOIN rooms_rooms r ON r.code = c.room
+LEFT JOIN rooms_members m ON m.room = c.room AND m.user_id = c.user_id
+ORDER BY s.room
+FOR UPDATE OF s
+"""
+
+# Every write of a group in one statement (one row per room at most: see "Order" above).
+_WRITE = """
+WITH seq AS (
+  UPDATE room_seq q SET v = u.v
+  FROM unnest(%(seq_rooms)s::text[], %(seq_vs)s::bigint[]) AS u(room, v)
+  WHERE q.room = u.room
+), playback AS (
+  UPDATE rooms_rooms r SET
+    status = u.status, entry_id = u.entry_id, video_id = u.video_id, title = u.title,
+    duration_ms = u.duration_ms, position_ms = u.position_ms, anchor_ms = u.anchor_ms,
+    rate = u.rate, ready_conns = u.ready_conns, deadline_ms = u.deadline_ms,
+    ad_conns = u.ad_conns, skip_votes = u.skip_votes, playback_v = u.playback_v
+  FROM unnest(
+    %(code)s::text[], %(status)s::text[], %(entry_id)s::text[], %(video_id)s::text[],
+    %(title)s::text[], %(duration_ms)s::bigint[], %(position_ms)s::bigint[],
+    %(anchor_ms)s::bigint[], %(rate)s::float8[], %(ready_conns)s::text[],
+    %(deadline_ms)s::bigint[], %(ad_conns)s::text[], %(skip_votes)s::text[],
+    %(playback_v)s::bigint[]
+  ) AS u(code, status, entry_id, video_id, title, duration_ms, position_ms, anchor_ms, rate,
+         ready_conns, deadline_ms, ad_conns, skip_votes, playback_v)
+  WHERE r.code = u.code
+), audit AS (
+  INSERT INTO rooms_audit (room, at_ms, user_id, name, action, target_id, detail)
+  SELECT a.room, a.at_ms, a.user_id, a.name, a.action, NULL, a.detail
+  FROM unnest(%(a_room)s::text[], %(a_at_ms)s::bigint[], %(a_user_id)s::text[],
+              %(a_name)s::text[], %(a_action)s::text[], %(a_detail)s::text[])
+       AS a(room, at_ms, user_id, name, action, detail)
+)
+INSERT INTO rooms_commands (user_id, request_id, command, reply, at_ms)
+SELECT * FROM unnest(%(c_user_id)s::text[], %(c_request_id)s::text[], %(c_command)s::text[],
+                     %(c_reply)s::bytea[], %(c_at_ms)s::bigint[])
+"""
+
+_PLAYBACK_COLUMNS = (
+    "status",
+    "entry_id",
+    "video_id",
+    "title",
+    "duration_ms",
+    "position_ms",
+    "anchor_ms",
+    "rate",
+    "ready_conns",
+    "deadline_ms",
+    "ad_conns",
+    "skip_votes",
+    "playback_v",
+)
+
+
+class _Writes:
+    """The arrays of one group's write statement."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "seq_rooms",
+                "seq_vs",
+                "code",
+                *_PLAYBACK_COLUMNS,
+                "a_room",
+                "a_at_ms",
+                "a_user_id",
+                "a_name",
+                "a_action",
+                "a_detail",
+                "c_user_id",
+                "c_request_id",
+                "c_command",
+                "c_reply",
+                "c_at_ms",
+            )
+        }
+
+    def version(self, room: str, v: int) -> None:
+        self.params["seq_rooms"].append(room)
+        self.params["seq_vs"].append(v)
+
+    def playback(self, room: str, state: PlaybackState, playback_v: int) -> None:
+        self.params["code"].append(room)
+        for column, value in repo.playback_values(state, playback_v).items():
+            self.params[column].append(value)
+
+    def audit(self, control: Control, at_ms: int) -> None:
+        user = control.env.user
+        p = self.params
+        p["a_room"].append(control.room)
+        p["a_at_ms"].append(at_ms)
+        p["a_user_id"].append(user.id)
+        p["a_name"].append(user.name[:40])
+        p["a_action"].append(control.command)
+        p["a_detail"].append(orjson.dumps(control.detail or {}).decode())
+
+    def remember(self, control: Control, reply: dict[str, Any], at_ms: int) -> None:
+        p = self.params
+        p["c_user_id"].append(control.env.user.id)
+        p["c_request_id"].append(control.env.id)
+        p["c_command"].append(control.command)
+        p["c_reply"].append(orjson.dumps(reply))
+        p["c_at_ms"].append(at_ms)
+
+
+Alone = Callable[[Control], Awaitable[dict[str, Any]]]
+
+
+class GroupCommitter:
+    """Collects controls and commits them in groups, one group at a time per replica."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publish: Callable[[list[Published]], Awaitable[None]],
+        schedule: Callable[[str, int | None], None],
+        alone: Alone,
+    ) -> None:
+        self.engine = engine
+        self._publish = publish
+        self._schedule = schedule
+        self._alone = alone  # the ordinary path, for what a group leaves out
+        self._waiting: list[Control] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+
+    async def submit(self, control: Control) -> dict[str, Any]:
+        """Apply `control` in the next group; its reply (or its error)."""
+        self._waiting.append(control)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return await control.done
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        try:
+            await self._serve()
+        finally:  # cancelled by close()
+            if self._pg is not None:
+                with contextlib.suppress(Exception):
+                    await self._pg.close()
+                self._pg = None
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                GROUP_SIZE.observe(len(group))
+                try:
+                    await self._commit(group)
+                except Exception:
+                    log.exception("control group failed")
+                finally:
+                    for control in group:  # never leave a caller waiting
+                        if not control.done.done():
+                            control.done.set_exception(RuntimeError("control not applied"))
+
+    async def _commit(self, group: list[Control]) -> None:
+        first = group[0]
+        links = [
+            trace.Link(trace.get_current_span(c.trace_context).get_span_context())
+            for c in group[1:]
+        ]
+        with tracing.tracer.start_as_current_span(
+            "rooms group commit",
+            context=first.trace_context,
+            links=links,
+            attributes={"sharetube.group_size": len(group)},
+        ):
+            try:
+                applied, leftover, after = await self._transaction(group)
+            except Exception as exc:
+                if not (bus.is_outage(exc) or isinstance(exc, psycopg.OperationalError)):
+                    log.warning("control group of %d rolled back: %r", len(group), exc)
+                LEFT_ALONE.labels("group_failed").inc(len(group))
+                applied, leftover, after = [], list(group), {}
+        for room, deadline in after.items():
+            self._schedule(room, deadline)
+        for outcome in applied:
+            if outcome.event is not None:
+                token = otel_context.attach(outcome.control.trace_context)
+                try:
+                    await self._publish([outcome.event])
+                except Exception:  # committed: members see it on their next resync
+                    log.exception("playback event of %s not published", outcome.control.room)
+                finally:
+                    otel_context.detach(token)
+            outcome.control.done.set_result(outcome.reply)
+        if leftover:
+            await asyncio.gather(*(self._run_alone(c) for c in leftover))
+
+    async def _run_alone(self, control: Control) -> None:
+        token = otel_context.attach(control.trace_context)
+        try:
+            control.done.set_result(await self._alone(control))
+        except BaseException as exc:
+            if not control.done.done():
+                control.done.set_exception(exc)
+        finally:
+            otel_context.detach(token)
+
+    async def _transaction(
+        self, group: list[Control]
+    ) -> tuple[list[_Applied], list[Control], dict[str, int | None]]:
+        """Lock, read, apply and write the group: what was applied, what the ordinary path
+        must take, and each written room's next deadline. Two round trips in pipeline mode:
+        BEGIN with the read, then the write with COMMIT."""
+        applied: list[_Applied] = []
+        leftover: list[Control] = []
+        pg = await self._connection()
+        try:
+            async with pg.pipeline(), pg.cursor(row_factory=namedtuple_row) as cur:
+                await cur.execute(
+                    _READ,
+                    {"rooms": [c.room for c in group], "users": [c.env.user.id for c in group]},
+                )
+                rows = {row.code: row for row in await cur.fetchall()}
+                writes = _Writes()
+                now = now_ms()
+                for control in group:
+                    row = rows.get(control.room)
+                    outcome = None if row is None else _apply(control, row, now, writes)
+                    if outcome is None:
+                        LEFT_ALONE.labels("no_room" if row is None else "refused").inc()
+                        leftover.append(control)
+                    else:
+                        applied.append(outcome)
+                if applied:
+                    await cur.execute(_WRITE, writes.params)
+                await pg.commit()
+        except BaseException:
+            await self._reset()
+            raise
+        after = {a.control.room: a.deadline_ms for a in applied}
+        return applied, leftover, after
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """The committer's own connection: one group at a time needs one, and skipping the
+        pool skips its checkout ping and bookkeeping on every group."""
+        if self._pg is None or self._pg.closed:
+            self._pg = await psycopg.AsyncConnection.connect(self._dsn, connect_timeout=5)
+        return self._pg
+
+    async def _reset(self) -> None:
+        """After a failed group: roll back, or drop a connection that cannot (a restart)."""
+        pg = self._pg
+        if pg is None:
+            return
+        try:
+            await pg.rollback()
+        except Exception:
+            self._pg = None
+            with contextlib.suppress(Exception):
+                await pg.close()
+
+
+def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | None:
+    """Apply one control to its room as read, queueing its writes; None leaves it to the
+    ordinary path (refused, or its transition raised: that path raises it again)."""
+    user = control.env.user
+    standing = standing_of(row.owner_id, user.id, membership_of(row))
+    if decide(control.command, standing, row.control_mode, user.admin) is not None:
+        return None
+    state = repo.playback_of(row)
+    players = frozenset(row.players.split()) if row.players else frozenset()
+    try:
+        changed = control.transition(state, players, now)
+    except Exception:
+        return None
+    room = control.room
+    contract = changed.to_contract()
+    data = contract.model_dump()
+    v, playback_v = int(row.seq_v), int(row.playback_v)
+    event = None
+    if contract != state.to_contract():
+        v += 1
+        playback_v = v
+        event = Published(
+            events.subject_for("playback", room), events.encode("playback", room, v, data)
+        )
+        writes.version(room, v)
+    if changed != state:
+        # Also when only bookkeeping clients never see changed (who is ready, who is in an
+        # ad): stored without an event or a new version, as RoomTx does.
+        writes.playback(room, changed, playback_v)
+    reply = {"playback": data}
+    writes.audit(control, now)
+    writes.remember(control, reply, now)
+    return _Applied(control, reply, event, changed.deadline_ms)

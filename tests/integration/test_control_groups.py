@@ -1,0 +1,170 @@
+"""Playback controls committed in groups (services/rooms/controls.py) on real PostgreSQL:
+concurrent controls on many rooms share one transaction and each still gets its own reply,
+event, audit entry and idempotency record; a refused control, a retried request id and a room
+that is gone are answered as the ordinary path answers them; one room's controls keep their
+arrival order."""
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import sequencer
+from services.common.contracts import events
+from services.common.contracts.commands import Join, RateChange, Seek, SettingsUpdate
+from services.common.contracts.errors import ErrorCode, ServiceError
+from services.rooms import controls
+from services.rooms import repository as rooms_repo
+from services.rooms.models import RoomAudit, RoomsCommand
+from services.rooms.playback import PlaybackState
+from services.rooms.service import RoomsService
+from tests.support.rooms_service import Bus, env, new_room, rooms_service, user
+
+pytestmark = pytest.mark.integration
+
+
+async def loaded(rooms: RoomsService, owner: Any) -> str:
+    """A new room with a paused video loaded (as if the queue had loaded it)."""
+    code = await new_room(rooms, owner)
+    state = PlaybackState(
+        status="paused", entry_id="e1", video_id="dQw4w9WgXcQ", duration_ms=600_000
+    )
+    async with rooms.engine.begin() as conn:
+        await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
+    return code
+
+
+def playback_events(bus: Bus, code: str) -> list[dict[str, Any]]:
+    subject = events.subject_for("playback", code)
+    return [orjson.loads(p) for s, p in bus.published if s == subject]
+
+
+def group_sizes() -> dict[float, float]:
+    """The group-size histogram's cumulative bucket counts, by upper bound."""
+    (metric,) = controls.GROUP_SIZE.collect()
+    return {float(s.labels["le"]): s.value for s in metric.samples if s.name.endswith("_bucket")}
+
+
+def left_alone() -> dict[str, float]:
+    (metric,) = controls.LEFT_ALONE.collect()
+    return {s.labels["reason"]: s.value for s in metric.samples if s.name.endswith("_total")}
+
+
+async def count(engine: AsyncEngine, table: Any, **where: str) -> int:
+    stmt = select(func.count()).select_from(table)
+    for column, value in where.items():
+        stmt = stmt.where(getattr(table.c, column) == value)
+    async with engine.connect() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def test_concurrent_controls_share_a_transaction(engine: AsyncEngine) -> None:
+    rooms, bus = rooms_service(engine)
+    assert rooms.controls is not None, "PostgreSQL commits controls in groups"
+    owners = [user(f"owner{i}") for i in range(12)]
+    codes = [await loaded(rooms, owner) for owner in owners]
+    before, alone_before = group_sizes(), left_alone()
+    seeks = [
+        rooms.seek(env(owner, code, conn=f"c{i}"), Seek(position_ms=1000 * (i + 1)))
+        for i, (owner, code) in enumerate(zip(owners, codes, strict=True))
+    ]
+    replies = await asyncio.gather(*seeks)
+    after = group_sizes()
+    assert left_alone() == alone_before, "every control was applied in its group"
+    # At least one group held more than one control (the first may go alone).
+    assert after[1.0] - before.get(1.0, 0) < len(codes), (before, after)
+    for i, (reply, code) in enumerate(zip(replies, codes, strict=True)):
+        assert reply["playback"]["position_ms"] == 1000 * (i + 1)
+        (event,) = playback_events(bus, code)
+        assert event["data"] == reply["playback"]
+        async with engine.connect() as conn:
+            assert event["v"] == await sequencer.current(conn, code)
+        assert await count(engine, RoomAudit.__table__, room=code, action="seek") == 1
+    for owner in owners:
+        assert await count(engine, RoomsCommand.__table__, user_id=owner.id, command="seek") == 1
+    rooms.close()
+
+
+async def test_one_rooms_controls_keep_their_order(engine: AsyncEngine) -> None:
+    rooms, bus = rooms_service(engine)
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+    rates = [1.25, 1.5, 0.75, 2.0, 1.0, 0.5]
+    await asyncio.gather(
+        *(rooms.rate(env(owner, code, conn="c"), RateChange(rate=r)) for r in rates)
+    )
+    seen = [e["data"]["rate"] for e in playback_events(bus, code)]
+    assert seen == rates
+    vs = [e["v"] for e in playback_events(bus, code)]
+    assert vs == sorted(vs) and len(set(vs)) == len(vs)
+    rooms.close()
+
+
+async def test_a_retried_request_is_applied_once(engine: AsyncEngine) -> None:
+    rooms, bus = rooms_service(engine)
+    owner, other = user("owner"), user("other")
+    code, other_code = await loaded(rooms, owner), await loaded(rooms, other)
+    first = env(owner, code, conn="c")
+    reply = await rooms.seek(first, Seek(position_ms=5000))
+    # The retry shares a group with another room's control: the group's write fails on the
+    # remembered request id, and both are answered by the ordinary path.
+    retried, fresh = await asyncio.gather(
+        rooms.seek(first, Seek(position_ms=5000)),
+        rooms.seek(env(other, other_code, conn="d"), Seek(position_ms=7000)),
+    )
+    assert retried == reply
+    assert left_alone()["group_failed"] >= 2
+    assert fresh["playback"]["position_ms"] == 7000
+    assert len(playback_events(bus, code)) == 1
+    assert len(playback_events(bus, other_code)) == 1
+    assert await count(engine, RoomAudit.__table__, room=code, action="seek") == 1
+    rooms.close()
+
+
+async def test_refused_and_missing_get_the_ordinary_errors(engine: AsyncEngine) -> None:
+    rooms, bus = rooms_service(engine)
+    owner, member = user("owner"), user("member")
+    code = await loaded(rooms, owner)
+    await rooms.update_settings(env(owner, code), SettingsUpdate(control_mode="owner_only"))
+    await rooms.join(env(member, code, conn="m"), Join())
+    results = await asyncio.gather(
+        rooms.seek(env(member, code, conn="m"), Seek(position_ms=1)),
+        rooms.pause(env(owner, "nosuchroom", conn="o"), None),
+        rooms.seek(env(user("outsider"), code, conn="x"), Seek(position_ms=2)),
+        return_exceptions=True,
+    )
+    codes = [r.code if isinstance(r, ServiceError) else r for r in results]
+    assert codes == [ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.NOT_MEMBER]
+    assert playback_events(bus, code) == []
+    rooms.close()
+
+
+async def test_play_in_an_idle_room_asks_the_queue(engine: AsyncEngine) -> None:
+    """`play` with nothing loaded leaves the group for the queue (none answers here)."""
+    rooms, _bus = rooms_service(engine)
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+    asked: list[str] = []
+
+    async def advance(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(code)
+        raise ServiceError(ErrorCode.QUEUE_EMPTY)
+
+    rooms._advance = advance  # type: ignore[method-assign]
+    with pytest.raises(ServiceError) as refused:
+        await rooms.play(env(owner, code, conn="c"), None)
+    assert refused.value.code is ErrorCode.QUEUE_EMPTY
+    assert asked == [code]
+    rooms.close()
+
+
+def test_sqlite_has_no_groups() -> None:
+    class SqliteEngine:
+        class dialect:
+            name = "sqlite"
+
+    rooms = RoomsService(SqliteEngine(), None, None)  # type: ignore[arg-type]
+    assert rooms.controls is None
