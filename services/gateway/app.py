@@ -111,6 +111,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await asyncio.sleep(0.1)
             with contextlib.suppress(Exception):
                 await nc.drain()
+            await app.state.gw.user_limiter.aclose()
             await app.state.gw.redis.aclose()
 
     app = FastAPI(title="ShareTube gateway", lifespan=lifespan)

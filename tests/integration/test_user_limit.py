@@ -21,6 +21,7 @@ async def test_a_burst_then_the_rate(redis: aioredis.Redis) -> None:
     assert await limiter.take(bob), "buckets are per user"
     await asyncio.sleep(0.3)  # 20 a second: about 6 tokens back
     assert await limiter.take(ann)
+    await limiter.aclose()
 
 
 async def test_two_gateways_share_one_users_bucket(redis: aioredis.Redis) -> None:
@@ -28,6 +29,8 @@ async def test_two_gateways_share_one_users_bucket(redis: aioredis.Redis) -> Non
     user = uuid.uuid4().hex
     results = [await (one if n % 2 else two).take(user) for n in range(6)]
     assert results.count(True) == 4
+    await one.aclose()
+    await two.aclose()
 
 
 async def test_without_redis_the_check_fails_open() -> None:
@@ -36,3 +39,33 @@ async def test_without_redis_the_check_fails_open() -> None:
         assert await UserLimiter(nowhere, 1, 1).take("u")
     finally:
         await nowhere.aclose()
+
+
+async def test_a_steady_user_does_not_wait_for_redis(redis: aioredis.Redis) -> None:
+    """Leases: Redis is asked for a few tokens at a time, not on every command."""
+    limiter = UserLimiter(redis, rate_per_s=30, burst=90)
+    asked: list[int] = []
+    script = limiter._script
+
+    async def counted(**kwargs: object) -> object:
+        asked.append(1)
+        return await script(**kwargs)
+
+    limiter._script = counted  # type: ignore[assignment]
+    user = uuid.uuid4().hex
+    for _ in range(40):
+        assert await limiter.take(user)
+        await asyncio.sleep(0)  # let a top-up run, as commands' awaits do
+    await limiter.aclose()
+    assert len(asked) <= 40 // 4 + 2, len(asked)
+
+
+async def test_leases_never_exceed_the_shared_bucket(redis: aioredis.Redis) -> None:
+    """Three gateways, one user, far more commands than tokens: no more pass than the
+    bucket held (the rate is too slow to add one during the test)."""
+    gateways = [UserLimiter(redis, rate_per_s=0.01, burst=12) for _ in range(3)]
+    user = uuid.uuid4().hex
+    passed = await asyncio.gather(*(gw.take(user) for _ in range(20) for gw in gateways))
+    for gw in gateways:
+        await gw.aclose()
+    assert 0 < passed.count(True) <= 12
