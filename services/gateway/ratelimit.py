@@ -126,9 +126,13 @@ class UserLimiter:
         taken = await self._ask(user_id, LEASE_TOKENS)
         if taken is None:
             return True
-        if taken == 0:
+        # Into the lease, then one out of it: commands of this user that asked at the same
+        # time share what each ask got, so none is refused while the lease holds a token.
+        lease = self._lease(user_id)
+        lease.tokens += taken
+        if lease.tokens == 0:
             return False
-        self._lease(user_id).tokens += taken - 1
+        lease.tokens -= 1
         return True
 
     async def aclose(self) -> None:

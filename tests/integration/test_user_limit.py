@@ -69,3 +69,13 @@ async def test_leases_never_exceed_the_shared_bucket(redis: aioredis.Redis) -> N
     for gw in gateways:
         await gw.aclose()
     assert 0 < passed.count(True) <= 12
+
+
+async def test_concurrent_first_commands_share_what_each_ask_got(redis: aioredis.Redis) -> None:
+    """A burst from a user with no lease yet: every command asks Redis at once, and the
+    tokens an ask got beyond its own serve the others (none stranded in the lease)."""
+    limiter = UserLimiter(redis, rate_per_s=0.01, burst=12)
+    user = uuid.uuid4().hex
+    passed = await asyncio.gather(*(limiter.take(user) for _ in range(20)))
+    await limiter.aclose()
+    assert 10 <= passed.count(True) <= 12
