@@ -259,8 +259,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"ShareTube benchmark ({report['size']}), pinning {report['pinning']}", ""]
     sections = report["sections"]
     lines.append(
-        "fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost"
-        "  floor p50"
+        "fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost  floor p50"
     )
     for name, s in sections.items():
         if not name.startswith(("fanout_", "scale_out_fanout")):

@@ -134,21 +134,36 @@ class Dispatcher:
             if channel is None or conn not in channel.members:
                 raise ServiceError(ErrorCode.NOT_MEMBER)
         conn.hold(room)
+        # Where a new channel's sequence starts waits for every snapshot that may set it.
+        starts = channel.begin_read()
         try:
-            rooms_part = _unwrap(await self._request(conn, frame, route))
-            queue_part = _unwrap(await self._request(conn, frame, ROUTES["queue.load"], {}))
-            chat_part = _unwrap(
-                await self._request(
-                    conn, frame, ROUTES["chat.history"], {"limit": SNAPSHOT_CHAT_MESSAGES}
-                )
-            )
+            snapshot, read_at = await self._read_snapshot(conn, frame, route)
         except BaseException:
+            if starts:
+                channel.abandon_read()
             conn.release(room)
             # Another join of this room on this socket may still be under way: it keeps
             # the subscription (and will add the room) unless it fails too.
             if joining and room not in conn.rooms and not conn.holds(room):
                 await self.hub.remove(conn, room)
             raise
+        if starts:
+            channel.settle(read_at)
+        conn.rooms.add(room)
+        conn.send(frames.reply_ok(frame.id, snapshot))
+        conn.release(room)
+
+    async def _read_snapshot(
+        self, conn: Connection, frame: Frame, route: Route
+    ) -> tuple[dict[str, Any], int]:
+        """Every part of the room, composed; and the room version it was read at."""
+        rooms_part = _unwrap(await self._request(conn, frame, route))
+        queue_part = _unwrap(await self._request(conn, frame, ROUTES["queue.load"], {}))
+        chat_part = _unwrap(
+            await self._request(
+                conn, frame, ROUTES["chat.history"], {"limit": SNAPSHOT_CHAT_MESSAGES}
+            )
+        )
         versions = {
             **rooms_part.pop("versions"),
             **queue_part["versions"],
@@ -166,10 +181,7 @@ class Dispatcher:
             "versions": versions,
             "v": max(versions.values()),
         }
-        channel.settle(read_at)
-        conn.rooms.add(room)
-        conn.send(frames.reply_ok(frame.id, snapshot))
-        conn.release(room)
+        return snapshot, read_at
 
     async def disconnected(self, conn: Connection) -> None:
         """The socket is gone: leave its rooms locally and tell rooms, so it stops waiting

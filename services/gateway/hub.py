@@ -4,6 +4,11 @@ A room is subscribed when its first local socket joins and unsubscribed when the
 (STYLE.md point 7). Events are forwarded in version order: the services publish after their
 transactions commit, so two publishers can race; a channel holds an early event until the
 missing one arrives or `reorder_wait_s` passes (then clients see the gap and resync).
+
+Where a new channel's sequence starts is learnt from its members' join snapshots: each is read
+after the subscription, so every event after it arrives. Several joins can be under way when a
+room's first local member joins, and the one that replies first need not have read earliest;
+the channel starts after the earliest of them, so each gets every event after its own.
 """
 
 import asyncio
@@ -28,7 +33,17 @@ MAX_PENDING_EVENTS = 1024  # per room; past it the oldest gap is given up on at 
 
 
 class RoomChannel:
-    __slots__ = ("_timer", "code", "members", "next_v", "pending", "reorder_wait_s", "sub")
+    __slots__ = (
+        "_reads",
+        "_start",
+        "_timer",
+        "code",
+        "members",
+        "next_v",
+        "pending",
+        "reorder_wait_s",
+        "sub",
+    )
 
     def __init__(self, code: str, reorder_wait_s: float) -> None:
         self.code = code
@@ -39,27 +54,60 @@ class RoomChannel:
         self.pending: dict[int, bytes] = {}  # framed events waiting for an earlier one
         self.reorder_wait_s = reorder_wait_s
         self._timer: asyncio.TimerHandle | None = None
+        # Snapshots under way that may start the sequence (`begin_read`), and the earliest
+        # version one of them was read at so far.
+        self._reads = 0
+        self._start: int | None = None
 
     def on_event(self, v: int, frame: bytes) -> None:
         if self.next_v is not None and v < self.next_v:
             return  # already delivered, or given up on after a gap
         self.pending[v] = frame
         self._drain()
-        if self.pending and (self._timer is None or len(self.pending) > MAX_PENDING_EVENTS):
-            if len(self.pending) > MAX_PENDING_EVENTS:
-                self.give_up_gap()
-            else:
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(self.reorder_wait_s, self.give_up_gap)
+        if len(self.pending) > MAX_PENDING_EVENTS:
+            self.give_up_gap()
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Wait `reorder_wait_s` for the missing version. Not before the sequence starts:
+        until then events wait for a snapshot, not for a racing publisher."""
+        if self.pending and self._timer is None and self.next_v is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.reorder_wait_s, self.give_up_gap)
+
+    def begin_read(self) -> bool:
+        """A member's snapshot is about to be read. True when it may start the sequence: no
+        snapshot has been read yet, so this one may be read earlier than the first to reply.
+        Pass True on to `settle`, or to `abandon_read` when the snapshot fails."""
+        if self.next_v is not None or self._start is not None:
+            return False  # later snapshots read at or after the one already in
+        self._reads += 1
+        return True
 
     def settle(self, snapshot_v: int) -> None:
-        """A snapshot at `snapshot_v` was read after this channel subscribed: every later
-        event reaches us, so it is where the sequence continues."""
-        if self.next_v is None:
-            self.next_v = snapshot_v + 1
-            for v in [v for v in self.pending if v <= snapshot_v]:
-                del self.pending[v]
-            self._drain()
+        """A snapshot counted by `begin_read` was read at `snapshot_v`, after this channel
+        subscribed: every later event reaches us. The sequence continues after the earliest
+        of them, once all are in (a snapshot not counted is taken as the only one)."""
+        if self._reads:
+            self._reads -= 1
+        self._start = snapshot_v if self._start is None else min(self._start, snapshot_v)
+        self._start_sequence()
+
+    def abandon_read(self) -> None:
+        """A snapshot counted by `begin_read` failed: the others decide where to start."""
+        if self._reads:
+            self._reads -= 1
+        self._start_sequence()
+
+    def _start_sequence(self) -> None:
+        if self.next_v is not None or self._start is None or self._reads:
+            return
+        self.next_v = self._start + 1
+        for v in [v for v in self.pending if v <= self._start]:
+            del self.pending[v]
+        self._drain()
+        self._arm()
 
     def _drain(self) -> None:
         if self.next_v is None:
@@ -77,11 +125,11 @@ class RoomChannel:
         self._timer = None
         if not self.pending:
             return
+        # Before the sequence has started (an overflow while snapshots are read) this starts
+        # it: members whose snapshot was read earlier see the jump in `v` and resync.
         self.next_v = min(self.pending)
         self._drain()
-        if self.pending:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.reorder_wait_s, self.give_up_gap)
+        self._arm()
 
     def _fan_out(self, frame: bytes) -> None:
         """The same bytes to every member: framed once, no copy or task per socket."""
