@@ -54,6 +54,7 @@ from scripts.pinning import parse_cpus  # noqa: E402
 SETTLE_S = 2.0  # between sections, at least
 QUIESCE_MAX_S = 120.0  # ... and until a directory read answers within QUIET_REPLY_S
 QUIET_REPLY_S = 0.2
+QUIET_CPU = 0.05  # ... and until the stack's CPUs are this busy at most, over a second
 # The heartbeat during the benchmark: short, so idle sockets are pinged while they are held.
 HEARTBEAT_S = 5.0
 
@@ -183,6 +184,13 @@ class Suite:
             if time.monotonic() - t < QUIET_REPLY_S:
                 break
             time.sleep(1.0)
+        # Then until the stack's CPUs are idle: PostgreSQL's autovacuum after a load, or the
+        # janitor sweeping a big room's departed members, would otherwise run during the
+        # next section's measurement.
+        cpus = self.stack_cpus or set(range(os.cpu_count() or 1))
+        while time.monotonic() - started < QUIESCE_MAX_S:
+            if busy_fraction(cpus, 1.0) < QUIET_CPU:
+                break
         return round(time.monotonic() - started, 1)
 
     def _single_replica_sections(self, target: Target) -> None:
@@ -246,6 +254,31 @@ class Suite:
             bool(result.get("ok", True)) and not result.get("lost") and not result.get("errors")
         )
         return result
+
+
+def busy_fraction(cpus: set[int], window_s: float) -> float:
+    """How busy `cpus` were over the next `window_s` seconds (0..1), from /proc/stat."""
+    before = _cpu_times(cpus)
+    time.sleep(window_s)
+    after = _cpu_times(cpus)
+    total = sum(after[0]) - sum(before[0])
+    idle = after[1] - before[1]
+    return 0.0 if total <= 0 else max(0.0, 1.0 - idle / total)
+
+
+def _cpu_times(cpus: set[int]) -> tuple[list[int], int]:
+    """Summed jiffies of `cpus` (every field) and their idle + iowait jiffies."""
+    fields: list[int] = []
+    idle = 0
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *values = line.split()
+            if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+                continue
+            numbers = [int(v) for v in values]
+            fields.append(sum(numbers))
+            idle += numbers[3] + numbers[4]
+    return fields, idle
 
 
 # -- the table ----------------------------------------------------------------------------------
