@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     where.add_argument("--replicas", help="with --start: N of each, or e.g. rooms=2,gateway=2")
     where.add_argument("--stack-cpus", help="with --start: pin the stack here, e.g. 0")
+    where.add_argument(
+        "--durable",
+        action="store_true",
+        help="with --start: PostgreSQL with fsync and synchronous commit on (default off)",
+    )
     where.add_argument("--client-cpus", help="pin this process here, e.g. 1")
     load = parser.add_argument_group("load")
     load.add_argument("--duration", type=float, default=10.0, help="seconds of load")
@@ -82,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(str(exc))
     if args.stack_cpus and not args.start:
         parser.error("--stack-cpus needs --start (a running stack is pinned by whoever ran it)")
+    if args.durable and not args.start:
+        parser.error("--durable needs --start (a running stack's database is what it is)")
     args.out = Path(args.out or f".bench/load-{args.service}.json")
     return args
 
@@ -138,7 +145,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rooms = args.rooms or DRIVERS["gateway"].defaults.rooms
             members = args.members or DRIVERS["gateway"].defaults.members
             ensure_descriptors(rooms * members + args.probes)
-        with started_stack(args.replicas, progress, args.stack_cpus, args.client_cpus) as (
+        with started_stack(
+            args.replicas, progress, args.stack_cpus, args.client_cpus, args.durable
+        ) as (
             target,
             placement,
         ):

@@ -1,7 +1,8 @@
 """`--start`: a whole local ShareTube for one load run, stopped again when it ends.
 
 NATS, PostgreSQL and Redis come from services.common.devstack (LocalStack, on free ports,
-PostgreSQL without fsync, Redis without persistence), migrations and the service processes
+PostgreSQL without fsync unless `durable`, Redis without persistence), migrations and the
+service processes
 from tests.support.system, as scripts/fanout.py --start does. Every service but the janitor
 (its presence timeouts would act on the bus drivers' made-up sockets; nothing here needs its
 jobs), with `replicas` of each; each gateway on a port of its own.
@@ -69,6 +70,7 @@ def started_stack(
     progress: Progress,
     stack_cpus: set[int] | None = None,
     client_cpus: set[int] | None = None,
+    durable: bool = False,
 ) -> Iterator[tuple[Target, dict[str, object]]]:
     """The stack's Target, and what was pinned where (checked again when the block ends)."""
     if stack_cpus:
@@ -77,7 +79,8 @@ def started_stack(
     with tempfile.TemporaryDirectory(prefix="sharetube-load-") as tmp:
         root = Path(tmp)
         ports = {var: devstack.free_port() for var in ("NATS_URL", "DATABASE_URL", "REDIS_URL")}
-        servers = devstack.LocalStack(root, env={}, ports=ports, fast=True, persistent=False)
+        # `durable`: PostgreSQL flushes its WAL at every commit, as in production.
+        servers = devstack.LocalStack(root, env={}, ports=ports, fast=not durable, persistent=False)
         system: System | None = None
         failed = False
         try:

@@ -116,6 +116,7 @@ class Suite:
                 "loadavg_1m_at_start": os.getloadavg()[0],
             },
             "pinning": {"stack_cpus": args.stack_cpus, "client_cpus": args.client_cpus},
+            "postgresql_durable_commits": args.durable,
             "peer": {"name": "CyTube", **PEER},
             "targets": TARGETS,
             "sections": {},
@@ -142,7 +143,9 @@ class Suite:
     def _with_stack(self, replicas: dict[str, int], body: Any) -> None:
         counts = {"auth": 1, "rooms": 1, "queue": 1, "chat": 1, "gateway": 1, **replicas}
         try:
-            with started_stack(counts, self.progress, self.stack_cpus, self.client_cpus) as (
+            with started_stack(
+                counts, self.progress, self.stack_cpus, self.client_cpus, self.args.durable
+            ) as (
                 target,
                 placement,
             ):
@@ -362,6 +365,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stack-cpus", default=None, help="e.g. 0 (default on 2+ cores)")
     parser.add_argument("--client-cpus", default=None, help="e.g. 1 (default on 2+ cores)")
     parser.add_argument("--skip-scale-out", action="store_true")
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="PostgreSQL with fsync and synchronous commit on (default: off, as in the tests)",
+    )
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)

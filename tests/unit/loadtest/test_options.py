@@ -25,6 +25,10 @@ def test_arguments() -> None:
         parse_args(["rooms", "--stack-cpus", "0"])  # pinning a stack it did not start
     with pytest.raises(SystemExit):
         parse_args(["rooms", "--start", "--url", "http://127.0.0.1:8000"])
+    assert not args.durable  # the tests' fast PostgreSQL unless asked
+    assert parse_args(["rooms", "--start", "--durable"]).durable
+    with pytest.raises(SystemExit):
+        parse_args(["rooms", "--durable"])  # a running stack's database is what it is
 
 
 def test_target_derives_websocket_urls() -> None:
