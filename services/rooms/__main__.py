@@ -31,7 +31,7 @@ async def main(stop: asyncio.Event) -> None:
         await stats.serve(res.nc, "rooms", stats.instance_id(), figures)
         sweeper = asyncio.create_task(service.sweep(stop, settings.deadline_sweep_interval_s))
         await stop.wait()
-        service.close()
+        await service.aclose()
         await sweeper
 
 

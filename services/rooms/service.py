@@ -587,9 +587,13 @@ class RoomsService:
         async with self.engine.connect() as conn:
             return await repo.figures(conn)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Stop: deadline timers, and the group committer's connections."""
+        self.close()
         if self.controls is not None:
-            self.controls.close()
+            await self.controls.aclose()
+
+    def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
