@@ -217,7 +217,7 @@ Alone = Callable[[Control], Awaitable[dict[str, Any]]]
 
 
 class GroupCommitter:
-    """Collects controls and commits them in groups, one group at a time per replica."""
+    """Collects controls and commits them in groups, GROUPS_IN_FLIGHT at a time."""
 
     def __init__(
         self,
@@ -254,8 +254,8 @@ class GroupCommitter:
                 await pg.close()
 
     def _start_groups(self) -> None:
-        """Start a group of what waits, while fewer than GROUPS_IN_FLIGHT are in the
-        database: while one group waits for its commit, the next is read and applied."""
+        """Start a group of what waits while fewer than GROUPS_IN_FLIGHT are in the
+        database; what arrives meanwhile waits for a group to finish, and goes together."""
         while self._waiting and len(self._running) < GROUPS_IN_FLIGHT:
             group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
             task = asyncio.get_running_loop().create_task(self._run(group))
