@@ -26,7 +26,7 @@ from .api import DRIVERS, run_driver
 from .errors import LoadError
 from .options import LoadOptions, Target
 from .progress import Progress
-from .stack import LOAD_ENV, parse_replicas, started_stack
+from .stack import LOAD_ENV, add_durable_flag, parse_replicas, started_stack
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,11 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     where.add_argument("--replicas", help="with --start: N of each, or e.g. rooms=2,gateway=2")
     where.add_argument("--stack-cpus", help="with --start: pin the stack here, e.g. 0")
-    where.add_argument(
-        "--durable",
-        action="store_true",
-        help="with --start: PostgreSQL with fsync and synchronous commit on (default off)",
-    )
+    add_durable_flag(where)
     where.add_argument("--client-cpus", help="pin this process here, e.g. 1")
     load = parser.add_argument_group("load")
     load.add_argument("--duration", type=float, default=10.0, help="seconds of load")

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,6 +63,16 @@ def parse_replicas(text: str | None) -> dict[str, int]:
             raise ValueError(f"--replicas: {part!r} is not <service>=<count>")
         replicas[name] = int(count)
     return replicas
+
+
+def add_durable_flag(parser: Any) -> None:
+    """`--durable` on a command line that starts a stack (an argparse parser or group)."""
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="the started stack's PostgreSQL with fsync and synchronous commit on "
+        "(default off, as in the tests)",
+    )
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 from loadtest.api import run_driver  # noqa: E402
 from loadtest.options import LoadOptions, Target  # noqa: E402
 from loadtest.progress import Progress  # noqa: E402
-from loadtest.stack import started_stack  # noqa: E402
+from loadtest.stack import add_durable_flag, started_stack  # noqa: E402
 from scripts import fanout, idle, sendfloor  # noqa: E402
 from scripts.pinning import parse_cpus  # noqa: E402
 
@@ -365,11 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stack-cpus", default=None, help="e.g. 0 (default on 2+ cores)")
     parser.add_argument("--client-cpus", default=None, help="e.g. 1 (default on 2+ cores)")
     parser.add_argument("--skip-scale-out", action="store_true")
-    parser.add_argument(
-        "--durable",
-        action="store_true",
-        help="PostgreSQL with fsync and synchronous commit on (default: off, as in the tests)",
-    )
+    add_durable_flag(parser)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
