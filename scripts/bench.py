@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -260,28 +261,10 @@ class Suite:
 
 
 def busy_fraction(cpus: set[int], window_s: float) -> float:
-    """How busy `cpus` were over the next `window_s` seconds (0..1), from /proc/stat."""
-    before = _cpu_times(cpus)
-    time.sleep(window_s)
-    after = _cpu_times(cpus)
-    total = sum(after[0]) - sum(before[0])
-    idle = after[1] - before[1]
-    return 0.0 if total <= 0 else max(0.0, 1.0 - idle / total)
-
-
-def _cpu_times(cpus: set[int]) -> tuple[list[int], int]:
-    """Summed jiffies of `cpus` (every field) and their idle + iowait jiffies."""
-    fields: list[int] = []
-    idle = 0
-    with open("/proc/stat") as stat:
-        for line in stat:
-            name, *values = line.split()
-            if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
-                continue
-            numbers = [int(v) for v in values]
-            fields.append(sum(numbers))
-            idle += numbers[3] + numbers[4]
-    return fields, idle
+    """How busy `cpus` were over the next `window_s` seconds (0..1, their mean)."""
+    per_cpu = psutil.cpu_percent(interval=window_s, percpu=True)
+    busy = [per_cpu[cpu] for cpu in cpus if cpu < len(per_cpu)]
+    return sum(busy) / len(busy) / 100 if busy else 0.0
 
 
 # -- the table ----------------------------------------------------------------------------------

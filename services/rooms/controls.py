@@ -226,7 +226,6 @@ class GroupCommitter:
         schedule: Callable[[str, int | None], None],
         alone: Alone,
     ) -> None:
-        self.engine = engine
         self._publish = publish
         self._schedule = schedule
         self._alone = alone  # the ordinary path, for what a group leaves out
