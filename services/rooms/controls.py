@@ -7,8 +7,8 @@ arrives while a group is in the database joins the next group, and a group costs
 transaction whatever its size:
 
 1. one statement locks every room of the group (their sequence rows, in room order, so two
-   replicas' groups cannot deadlock) and reads each room, its live players and the caller's
-   membership;
+   replicas' groups cannot deadlock), and the next reads each room, its live players and the
+   caller's membership as the lock's previous holder left them (both in one round trip);
 2. the controls are authorised and applied in Python, in arrival order;
 3. one statement of data-modifying CTEs over arrays writes every changed room, every room's
    new version, the audit entries and the idempotency records; one commit.
@@ -95,7 +95,16 @@ class _Applied:
     deadline_ms: int | None
 
 
-# Lock the group's rooms in room order and read what a control needs, in one round trip.
+# Lock the group's rooms (their sequence rows) in room order, so two replicas' groups cannot
+# deadlock.
+_LOCK = """
+SELECT room FROM room_seq WHERE room = ANY(%(rooms)s::text[]) ORDER BY room FOR UPDATE
+"""
+
+# Then read what a control needs, in a statement of its own: it takes its snapshot after the
+# locks are held, so it sees what the previous holder committed. (Locked and read in one
+# statement, PostgreSQL re-reads only the locked row after waiting; the room row and the
+# players would come from the statement's older snapshot, and be written back stale.)
 _READ = """
 SELECT s.v AS seq_v, r.*,
        (SELECT string_agg(x.conn, ' ') FROM rooms_sessions x
@@ -106,8 +115,6 @@ FROM unnest(%(rooms)s::text[], %(users)s::text[]) AS c(room, user_id)
 JOIN room_seq s ON s.room = c.room
 JOIN rooms_rooms r ON r.code = c.room
 LEFT JOIN rooms_members m ON m.room = c.room AND m.user_id = c.user_id
-ORDER BY s.room
-FOR UPDATE OF s
 """
 
 # Every write of a group in one statement (one row per room at most: see "Order" above).
@@ -325,16 +332,15 @@ class GroupCommitter:
     ) -> tuple[list[_Applied], list[Control], dict[str, int | None]]:
         """Lock, read, apply and write the group: what was applied, what the ordinary path
         must take, and each written room's next deadline. Two round trips in pipeline mode:
-        BEGIN with the read, then the write with COMMIT."""
+        BEGIN with the lock and the read, then the write with COMMIT."""
         applied: list[_Applied] = []
         leftover: list[Control] = []
         pg = self._idle.pop() if self._idle else await self._connect()
         try:
             async with pg.pipeline(), pg.cursor(row_factory=namedtuple_row) as cur:
-                await cur.execute(
-                    _READ,
-                    {"rooms": [c.room for c in group], "users": [c.env.user.id for c in group]},
-                )
+                rooms = [c.room for c in group]
+                await pg.execute(_LOCK, {"rooms": rooms})  # sent with the read: one round trip
+                await cur.execute(_READ, {"rooms": rooms, "users": [c.env.user.id for c in group]})
                 rows = {row.code: row for row in await cur.fetchall()}
                 writes = _Writes()
                 now = now_ms()

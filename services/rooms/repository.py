@@ -104,12 +104,21 @@ def room_update(code: str, values: dict[str, Any]) -> Any:
 
 
 async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> Any | None:
-    """Take the room's lock (its sequence row) and read its row, its version (`seq_v`), its
-    live player sockets (`players`, space-separated, as `players` returns them) and
-    `user_id`'s membership (`m_*` columns, None when not a member) in one round trip."""
+    """Take the room's lock (its sequence row), then read its row, its version (`seq_v`),
+    its live player sockets (`players`, space-separated, as `players` returns them) and
+    `user_id`'s membership (`m_*` columns, None when not a member); None when there is no
+    such room.
+
+    Two statements: the read takes its snapshot after the lock is held, so it sees what the
+    lock's previous holder (another replica) committed. Locked and read in one statement,
+    PostgreSQL re-reads only the locked row after the wait, and the room row would be stale.
+    """
     seq = sequencer.RoomSequence.__table__
-    member = _members.alias("m")
     postgres = conn.dialect.name == "postgresql"
+    lock = select(seq.c.v).where(seq.c.room == code)
+    if (await conn.execute(lock.with_for_update() if postgres else lock)).first() is None:
+        return None
+    member = _members.alias("m")
     joined = (
         func.string_agg(_sessions.c.conn, " ")
         if postgres
@@ -138,8 +147,6 @@ async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> An
         .outerjoin(member, (member.c.room == _rooms.c.code) & (member.c.user_id == user_id))
         .where(_rooms.c.code == code)
     )
-    if postgres:
-        stmt = stmt.with_for_update(of=seq)
     return (await conn.execute(stmt)).first()
 
 

@@ -79,8 +79,8 @@ class RoomTx:
 
     @classmethod
     async def open(cls, conn: AsyncConnection, code: str, user_id: str | None = None) -> "RoomTx":
-        """Lock the room and read it, with the membership of `user_id` (usually the caller)
-        in the same round trip."""
+        """Lock the room, then read it with the membership of `user_id` (usually the caller)
+        in one statement (repository.lock_room)."""
         row = await repo.lock_room(conn, code, user_id)
         if row is None:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")

@@ -1,0 +1,94 @@
+"""A command that waits for a room's lock reads the room as its previous holder left it.
+
+Another rooms replica (here: a plain connection) holds the room's lock and changes the room.
+A command of this replica waits for the lock, then must see that change: with the lock and
+the read in one statement, PostgreSQL re-reads only the locked sequence row after the wait,
+and the room row comes from the statement's older snapshot, so the command would write the
+stale row back (a lost update)."""
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import sequencer
+from services.common.contracts.commands import Seek
+from services.rooms import repository as rooms_repo
+from services.rooms.models import Room
+from services.rooms.playback import PlaybackState
+from services.rooms.service import RoomsService
+from services.rooms.transaction import RoomTx
+from tests.support.rooms_service import env, new_room, rooms_service, user
+
+pytestmark = pytest.mark.integration
+
+LOCK_WAIT_S = 0.3  # long enough for the command to be waiting for the lock
+
+
+async def loaded(rooms: RoomsService, owner: Any) -> str:
+    code = await new_room(rooms, owner)
+    state = PlaybackState(
+        status="paused", entry_id="e1", video_id="dQw4w9WgXcQ", duration_ms=600_000
+    )
+    async with rooms.engine.begin() as conn:
+        await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
+    return code
+
+
+async def stored_rate(engine: AsyncEngine, code: str) -> float:
+    async with engine.connect() as conn:
+        return float((await conn.execute(select(Room.rate).where(Room.code == code))).scalar_one())
+
+
+async def while_another_replica_sets_rate(
+    engine: AsyncEngine, code: str, command: asyncio.Future[Any]
+) -> Any:
+    """Hold the room's lock, set its rate to 2.0 with a new version (as a replica's `rate`
+    would), let `command` start and wait for the lock, then commit; the command's result."""
+    async with engine.connect() as other:
+        await other.begin()
+        await sequencer.bump(other, code)
+        await other.execute(rooms_repo.room_update(code, {"rate": 2.0}))
+        task = asyncio.ensure_future(command)
+        await asyncio.sleep(LOCK_WAIT_S)
+        assert not task.done(), "the command waits for the room's lock"
+        await other.commit()
+    return await asyncio.wait_for(task, 10)
+
+
+async def test_a_grouped_control_reads_the_room_after_the_lock(engine: AsyncEngine) -> None:
+    rooms, _bus = rooms_service(engine)
+    assert rooms.controls is not None, "PostgreSQL commits controls in groups"
+    owner = user("owner")
+    code = await loaded(rooms, owner)
+    async with engine.connect() as conn:
+        v_before = await sequencer.current(conn, code)
+    reply = await while_another_replica_sets_rate(
+        engine, code, rooms.seek(env(owner, code, conn="c"), Seek(position_ms=5000))
+    )
+    assert reply["playback"]["position_ms"] == 5000
+    assert reply["playback"]["rate"] == 2.0, "the seek applied to the room as it is now"
+    assert await stored_rate(engine, code) == 2.0, "the other replica's change is kept"
+    async with engine.connect() as conn:
+        assert await sequencer.current(conn, code) == v_before + 2  # (v_before is not None)
+    await rooms.aclose()
+
+
+async def test_the_ordinary_path_reads_the_room_after_the_lock(engine: AsyncEngine) -> None:
+    rooms, _bus = rooms_service(engine)
+    owner = user("owner")
+    code = await loaded(rooms, owner)
+
+    async def move(tx: RoomTx) -> dict[str, Any]:
+        tx.set_playback(dataclasses.replace(tx.playback, position_ms=7000))
+        return {"rate": tx.playback.rate}
+
+    seen = await while_another_replica_sets_rate(
+        engine, code, rooms.in_room(None, code, "move", move)
+    )
+    assert seen == {"rate": 2.0}, "the command saw the room as it is now"
+    assert await stored_rate(engine, code) == 2.0, "the other replica's change is kept"
+    await rooms.aclose()
