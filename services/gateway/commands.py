@@ -138,10 +138,14 @@ class Dispatcher:
         starts = channel.begin_read()
         try:
             snapshot, read_at = await self._read_snapshot(conn, frame, route)
+            # Evicted meanwhile (notices.evict): a join is refused, a resync has no room.
+            if conn.evicted_from(room) or (not joining and room not in conn.rooms):
+                raise ServiceError(ErrorCode.NOT_MEMBER, "You were removed from the room.")
         except BaseException:
             if starts:
                 channel.abandon_read()
-            conn.release(room)
+            # Events held for a room the socket did not get into are not its to see.
+            conn.release(room, deliver=room in conn.rooms)
             # Another join of this room on this socket may still be under way: it keeps
             # the subscription (and will add the room) unless it fails too.
             if joining and room not in conn.rooms and not conn.holds(room):

@@ -30,6 +30,7 @@ class Socket(Protocol):
 
 class Connection:
     __slots__ = (
+        "_evicted",
         "_holders",
         "_holding",
         "bucket",
@@ -72,6 +73,9 @@ class Connection:
         # are released only when the last one has replied, and a failed join leaves the room
         # only when no other join of it is under way.
         self._holders: dict[str, int] | None = None
+        # Rooms this socket was evicted from while a join of them was under way: that join
+        # is refused when its snapshot is read (notices.evict).
+        self._evicted: set[str] | None = None
 
     def send(self, text: str | bytes) -> None:
         """One frame for this socket alone (a reply, a notice)."""
@@ -101,8 +105,9 @@ class Connection:
         self._holding.setdefault(room, [])
         self._holders[room] = self._holders.get(room, 0) + 1
 
-    def release(self, room: str) -> None:
-        """One snapshot request is done; the held events go out after the last one."""
+    def release(self, room: str, deliver: bool = True) -> None:
+        """One snapshot request is done; the held events go out after the last one, unless
+        `deliver` is false (a join that failed: the socket is no member of the room)."""
         if self._holders is None or self._holding is None:
             return
         left = self._holders.get(room, 0) - 1
@@ -110,8 +115,22 @@ class Connection:
             self._holders[room] = left
             return
         self._holders.pop(room, None)
-        for frame in self._holding.pop(room, ()):
-            self.send_frame(frame)
+        if self._evicted is not None:
+            self._evicted.discard(room)
+        held = self._holding.pop(room, ())
+        if deliver:
+            for frame in held:
+                self.send_frame(frame)
+
+    def evicted_while_joining(self, room: str) -> None:
+        if self._evicted is None:
+            self._evicted = set()
+        self._evicted.add(room)
+
+    def evicted_from(self, room: str) -> bool:
+        """Whether the socket was evicted from `room` while a join of it was under way
+        (until the last snapshot request of the room is done)."""
+        return self._evicted is not None and room in self._evicted
 
     def holds(self, room: str) -> bool:
         """Whether a snapshot request for the room is still under way on this socket."""

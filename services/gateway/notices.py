@@ -25,17 +25,24 @@ async def evict(gw: "GatewayState", notice: EvictNotice) -> int:
     """Take the named sockets (all, for a closed room) out of the room; returns how many
     were here."""
     wanted = None if notice.conns is None else set(notice.conns)
-    targets = [
-        c
-        for c in gw.connections
-        if notice.room in c.rooms and (wanted is None or c.conn_id in wanted)
-    ]
-    frame = events.evicted(notice.room, notice.reason)
-    for conn in targets:
-        conn.rooms.discard(notice.room)
-        await gw.hub.remove(conn, notice.room)
+    room = notice.room
+    named = [c for c in gw.connections if wanted is None or c.conn_id in wanted]
+    frame = events.evicted(room, notice.reason)
+    count = 0
+    for conn in named:
+        inside, joining = room in conn.rooms, conn.holds(room)
+        if not (inside or joining):
+            continue
+        if inside:
+            conn.rooms.discard(room)
+            await gw.hub.remove(conn, room)
+        if joining:
+            # A join under way (its rooms part already read): refused when its snapshot is
+            # in, so it neither enters the room nor gets the events held for it.
+            conn.evicted_while_joining(room)
         conn.send(frame)
-    return len(targets)
+        count += 1
+    return count
 
 
 async def start(gw: "GatewayState") -> None:

@@ -22,6 +22,9 @@ class FakeConn:
     def send(self, text: str) -> None:
         self.sent.append(text)
 
+    def holds(self, room: str) -> bool:
+        return False  # no join under way (test_snapshot.py covers one that is)
+
 
 class FakeHub:
     def __init__(self) -> None:

@@ -1,12 +1,15 @@
 """Join snapshots on a new room channel: every member gets every event after its snapshot."""
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 
 from services.common.contracts import subjects
+from services.common.contracts.envelope import EvictNotice
 from services.common.contracts.models import UserRef
+from services.gateway import notices
 from services.gateway.commands import Dispatcher
 from services.gateway.connection import Connection
 from services.gateway.frames import Frame
@@ -39,18 +42,21 @@ def _payload(frame: bytes) -> bytes:
 
 
 class Reply:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = orjson.dumps({"ok": True, "data": data})
+    def __init__(self, data: dict[str, Any] | None, error: str | None = None) -> None:
+        body = {"ok": False, "error": {"code": error}} if error else {"ok": True, "data": data}
+        self.data = orjson.dumps(body)
 
 
 class FakeBus:
     """Subscriptions, and each snapshot part read at the room version `seq[conn]`; a part
-    of a socket in `gates` waits for that gate (a service slow to answer it)."""
+    of a socket in `gates` waits for that gate (a service slow to answer it), and one in
+    `errors` is refused with that error code."""
 
     def __init__(self) -> None:
         self.cbs: list[Any] = []
         self.seq: dict[str, int] = {}
         self.gates: dict[tuple[str, str], asyncio.Event] = {}
+        self.errors: dict[tuple[str, str], str] = {}
 
     async def subscribe(self, subject: str, cb: Any) -> Any:
         self.cbs.append(cb)
@@ -65,6 +71,8 @@ class FakeBus:
         gate = self.gates.get((conn, part))
         if gate is not None:
             await gate.wait()
+        if (conn, part) in self.errors:
+            return Reply(None, self.errors[(conn, part)])
         seq = self.seq[conn]
         return Reply(_PARTS[part](seq))
 
@@ -122,3 +130,73 @@ async def test_joins_under_way_together_each_get_every_event_after_their_snapsho
     assert seen(b_sock) == ["reply@3", 3]  # at or below its snapshot: the client skips it
     await bus.publish(4)
     assert seen(a_sock)[-1] == seen(b_sock)[-1] == 4
+
+
+def replies(sock: FakeSocket) -> list[dict[str, Any]]:
+    return [f for f in sock.frames if "re" in f]
+
+
+def types(sock: FakeSocket) -> list[str]:
+    return [f.get("type", "reply") for f in sock.frames]
+
+
+# BUG: an eviction (kick, ban) named only sockets already in the room. A socket whose join
+# was under way kept its channel membership: its join completed after the kick, and it went
+# on receiving the room's events.
+async def test_an_eviction_during_a_join_refuses_the_join() -> None:
+    bus = FakeBus()
+    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(bus, hub)  # type: ignore[arg-type]
+    a, a_sock = member("a")
+    bus.seq["a"] = 2
+    bus.gates[("a", "chat")] = a_slow = asyncio.Event()
+    a_join = asyncio.create_task(join(dispatcher, a))
+    await asyncio.sleep(0.01)  # the rooms and queue parts are read; chat is slow
+    gw = SimpleNamespace(connections={a}, hub=hub)
+    notice = EvictNotice(room=ROOM, user_id="a", conns=["a"], reason="kicked")
+    assert await notices.evict(gw, notice) == 1  # type: ignore[arg-type]
+    await bus.publish(3)  # held for the join under way
+    a_slow.set()
+    await a_join
+    (reply,) = replies(a_sock)
+    assert reply["ok"] is False and reply["error"]["code"] == "not_member"
+    assert types(a_sock) == ["evicted", "reply"], "no event of the room reached it"
+    assert ROOM not in a.rooms and ROOM not in hub.channels
+    await bus.publish(4)
+    assert types(a_sock) == ["evicted", "reply"]
+
+
+async def test_a_failed_join_gets_none_of_the_events_held_for_it() -> None:
+    bus = FakeBus()
+    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(bus, hub)  # type: ignore[arg-type]
+    a, a_sock = member("a")
+    b, b_sock = member("b")
+    bus.seq.update(a=2, b=2)
+    await join(dispatcher, b)
+    bus.gates[("a", "chat")] = a_slow = asyncio.Event()
+    bus.errors[("a", "chat")] = "not_member"
+    a_join = asyncio.create_task(join(dispatcher, a))
+    await asyncio.sleep(0.01)
+    await bus.publish(3)
+    a_slow.set()
+    await a_join
+    assert types(a_sock) == ["reply"] and replies(a_sock)[0]["ok"] is False
+    assert seen(b_sock) == ["reply@2", 3], "members still get the room's events"
+    assert hub.channels[ROOM].members == {b}
+
+
+async def test_an_eviction_of_a_member_outside_any_join_leaves_the_room() -> None:
+    bus = FakeBus()
+    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(bus, hub)  # type: ignore[arg-type]
+    a, a_sock = member("a")
+    c, c_sock = member("c")
+    bus.seq.update(a=2, c=2)
+    await join(dispatcher, a)
+    gw = SimpleNamespace(connections={a, c}, hub=hub)
+    notice = EvictNotice(room=ROOM, user_id="a", conns=["a", "c"], reason="banned")
+    assert await notices.evict(gw, notice) == 1, "c is in no room: not counted"  # type: ignore[arg-type]
+    await bus.publish(3)
+    assert types(a_sock) == ["reply", "evicted"] and c_sock.frames == []
+    assert ROOM not in a.rooms
