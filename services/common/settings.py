@@ -23,7 +23,10 @@ class CommonSettings(BaseSettings):
     # Commands a replica runs at once; the rest wait in NATS's buffer. Bounded so a burst
     # cannot exhaust the DB pool (pool_size below) and memory.
     max_inflight: int = 64
-    db_pool_size: int = 10
+    # Database connections a process holds at most, kept once opened: with an overflow
+    # above a smaller pool, every burst beyond it opened and closed connections (a new
+    # PostgreSQL backend each time), which cost more than the commands themselves.
+    db_pool_size: int = 20
     # /metrics, /healthz, /readyz (services/common/health.py); the chart uses 9100, the
     # Prometheus exporter convention. 0 picks a free port and logs it (several replicas on
     # one machine); the gateway serves them on its own PORT instead.

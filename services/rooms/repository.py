@@ -4,7 +4,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import sequencer
@@ -148,6 +148,32 @@ async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> An
         .where(_rooms.c.code == code)
     )
     return (await conn.execute(stmt)).first()
+
+
+def _room_with_member_statement() -> Any:
+    member = _members.alias("m")
+    user_id = bindparam("user_id")
+    return (
+        select(
+            _rooms,
+            member.c.name.label("m_name"),
+            member.c.role.label("m_role"),
+            member.c.joined_at_ms.label("m_joined_at_ms"),
+            member.c.banned.label("m_banned"),
+        )
+        .outerjoin(member, (member.c.room == _rooms.c.code) & (member.c.user_id == user_id))
+        .where(_rooms.c.code == bindparam("code"))
+    )
+
+
+# Built once: every chat message and queue command asks for it (services' access checks).
+_ROOM_WITH_MEMBER = _room_with_member_statement()
+
+
+async def room_with_member(conn: AsyncConnection, code: str, user_id: str) -> Any | None:
+    """The room's row and `user_id`'s membership (`m_*` columns, as `lock_room` reads them)
+    in one statement, without the lock; None when there is no such room."""
+    return (await conn.execute(_ROOM_WITH_MEMBER, {"code": code, "user_id": user_id})).first()
 
 
 async def get_membership(conn: AsyncConnection, room: str, user_id: str) -> Any | None:

@@ -11,7 +11,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import bus, sequencer
+from services.common import bus, db, sequencer
 from services.common.contracts import subjects
 from services.common.contracts.commands import (
     AdReport,
@@ -43,7 +43,7 @@ from . import repository as repo
 from .controls import Control, GroupCommitter, Transition
 from .models import RoomsCommand
 from .permissions import Standing, decide, denied_message, role_of, standing_of
-from .transaction import Published, RoomTx
+from .transaction import Published, RoomTx, membership_of
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class _IdleRoom(Exception):
 class RoomsService:
     def __init__(self, engine: AsyncEngine, nc: NATS, timing: pb.Timing) -> None:
         self.engine = engine
+        # (engine is None only in tests that never touch the database)
+        self._single_statements: AsyncEngine = engine and db.single_statements(engine)
         self.nc = nc
         self.timing = timing
         self.commands = CommandLog(RoomsCommand.__table__)
@@ -269,12 +271,12 @@ class RoomsService:
     async def access(self, query: AccessQuery) -> AccessReply:
         """Another service asks about a user in a room, and whether `query.command` is
         allowed for them: the matrix in permissions.py decides for the queue too."""
-        async with self.engine.connect() as conn:
-            row = await repo.get_room(conn, query.room)
-            if row is None:
-                raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
-            membership = await repo.get_membership(conn, query.room, query.user_id)
-        standing = standing_of(row.owner_id, query.user_id, membership)
+        # Every chat message and queue command asks: one statement, no transaction around it.
+        async with self._single_statements.connect() as conn:
+            row = await repo.room_with_member(conn, query.room, query.user_id)
+        if row is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
+        standing = standing_of(row.owner_id, query.user_id, membership_of(row))
         settings = repo.settings_of(row)
         denied = None
         if query.command is not None:

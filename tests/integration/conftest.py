@@ -31,7 +31,7 @@ def upkeep_db_url(infra: dict[str, str]) -> Iterator[str]:
 
 @pytest_asyncio.fixture
 async def engine(upkeep_db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(upkeep_db_url, pool_size=2)
+    engine = db.create_engine(upkeep_db_url, pool_size=4)
     yield engine
     await engine.dispose()
 

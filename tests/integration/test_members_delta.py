@@ -38,7 +38,7 @@ async def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'rooms.db'}"
         migrate(url)
-    engine = db.create_engine(url, pool_size=2)
+    engine = db.create_engine(url, pool_size=4)
     yield engine
     await engine.dispose()
 

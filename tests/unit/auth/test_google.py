@@ -41,7 +41,7 @@ def provider() -> Iterator[OidcProvider]:
 
 @pytest.fixture
 async def parts(infra: dict[str, str]) -> AsyncIterator[tuple[AsyncEngine, aioredis.Redis]]:
-    engine = create_engine(infra["DATABASE_URL"], pool_size=2)
+    engine = create_engine(infra["DATABASE_URL"], pool_size=4)
     redis = aioredis.from_url(infra["REDIS_URL"])
     yield engine, redis
     await redis.aclose()
