@@ -2,7 +2,10 @@
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+import orjson
+from sqlalchemy import LargeBinary, bindparam, delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import sequencer
@@ -20,8 +23,8 @@ def to_contract(row: Any) -> ChatMessage:
     )
 
 
-async def insert_message(conn: AsyncConnection, message: ChatMessage, room: str, v: int) -> None:
-    await conn.execute(_messages.insert().values(room=room, v=v, **message.model_dump()))
+def insert_message(message: ChatMessage, room: str, v: int) -> Any:
+    return _messages.insert().values(room=room, v=v, **message.model_dump())
 
 
 async def get_message(conn: AsyncConnection, room: str, message_id: str) -> Any | None:
@@ -29,8 +32,42 @@ async def get_message(conn: AsyncConnection, room: str, message_id: str) -> Any 
     return (await conn.execute(stmt)).first()
 
 
-async def mark_deleted(conn: AsyncConnection, message_id: str, by: str, at_ms: int) -> None:
-    await conn.execute(
+# A message in one statement: the room's next version (its row lock, held to the end of
+# the statement, serialises it with every other change of the room), the message at that
+# version, the chat version, and the reply under the request id. Autocommitted, it is as
+# atomic as a transaction: a request id already remembered fails it whole.
+_SEND = text(
+    """
+WITH seq AS (
+  UPDATE room_seq SET v = v + 1 WHERE room = :room RETURNING v
+), message AS (
+  INSERT INTO chat_messages (id, room, v, user_id, name, text, at_ms)
+  SELECT :id, :room, seq.v, :user_id, :name, :text, :at_ms FROM seq
+), version AS (
+  INSERT INTO chat_rooms (room, chat_v) SELECT :room, seq.v FROM seq
+  ON CONFLICT (room) DO UPDATE SET chat_v = excluded.chat_v
+), remembered AS (
+  INSERT INTO chat_commands (user_id, request_id, command, reply, at_ms)
+  SELECT :user_id, :request_id, 'send', :reply, :at_ms FROM seq
+)
+SELECT v FROM seq
+"""
+).bindparams(bindparam("reply", type_=LargeBinary))
+
+
+async def send_message(
+    conn: AsyncConnection, room: str, message: ChatMessage, request_id: str, reply: Any
+) -> int | None:
+    """Store `message` at the room's next version (PostgreSQL); that version, or None
+    when there is no such room. A remembered request id raises IntegrityError."""
+    params = {**message.model_dump(), "room": room, "request_id": request_id}
+    params["reply"] = orjson.dumps(reply)
+    v = (await conn.execute(_SEND, params)).scalar()
+    return None if v is None else int(v)
+
+
+def mark_deleted(message_id: str, by: str, at_ms: int) -> Any:
+    return (
         update(_messages)
         .where(_messages.c.id == message_id)
         .values(deleted_at_ms=at_ms, deleted_by=by)
@@ -54,11 +91,12 @@ async def chat_version(conn: AsyncConnection, room: str) -> int:
     return 0 if v is None else int(v)
 
 
-async def set_chat_version(conn: AsyncConnection, room: str, v: int) -> None:
-    """Under the room's lock (sequencer.bump), so the insert below never races."""
-    result = await conn.execute(update(_rooms).where(_rooms.c.room == room).values(chat_v=v))
-    if result.rowcount == 0:
-        await conn.execute(_rooms.insert().values(room=room, chat_v=v))
+def chat_version_statement(conn: AsyncConnection, room: str, v: int) -> Any:
+    """The room's chat version is now `v` (its first message creates the row): an upsert,
+    so it batches with the message's own writes (services/common/writes.py)."""
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    stmt = insert(_rooms).values(room=room, chat_v=v)
+    return stmt.on_conflict_do_update(index_elements=[_rooms.c.room], set_={"chat_v": v})
 
 
 # -- upkeep (the janitor asks) ------------------------------------------------------------

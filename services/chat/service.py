@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import bus, sequencer
+from services.common import bus, db, sequencer
 from services.common.contracts import events, subjects
 from services.common.contracts.commands import ChatDelete, ChatHistory, ChatSend
 from services.common.contracts.envelope import AccessQuery, AccessReply, CommandEnvelope
@@ -23,13 +23,15 @@ from services.common.contracts.models import ChatDeleted, ChatMessage, UserRef
 from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
+from services.common.writes import WriteBatch
 
 from . import repository as repo
 from .models import ChatCommand
 from .ratelimit import SlidingWindowLimiter
 
-# A change: runs in the locked transaction at version v; returns (reply, event data).
-Change = Callable[[AsyncConnection, int], Awaitable[tuple[dict[str, Any], Any]]]
+# A change: runs in the locked transaction at version v, adds its writes to the batch and
+# returns (reply, event data).
+Change = Callable[[AsyncConnection, int, WriteBatch], Awaitable[tuple[dict[str, Any], Any]]]
 
 
 def can_moderate(access: AccessReply, user: UserRef) -> bool:
@@ -43,6 +45,9 @@ class ChatService:
         self.nc = nc
         self.limiter = limiter
         self.commands = CommandLog(ChatCommand.__table__)
+        # PostgreSQL sends a message in one statement; elsewhere in a transaction.
+        postgres = engine is not None and engine.dialect.name == "postgresql"
+        self._single_statements = db.single_statements(engine) if postgres else None
         # Serialise a room's commands in this replica, so they queue here rather than each
         # holding a pooled connection while waiting for the room's row lock.
         self._locks = KeyedLocks()
@@ -68,11 +73,17 @@ class ChatService:
             try:
                 async with self.engine.begin() as conn:
                     v = await sequencer.bump(conn, room)
-                    reply, event_data = await change(conn, v)
-                    await repo.set_chat_version(conn, room, v)
-                    await self.commands.remember(conn, env.user.id, env.id, command, reply)
-            except IntegrityError:
-                # A concurrent retry of the same request committed first: answer as it did.
+                    writes = WriteBatch()
+                    reply, event_data = await change(conn, v, writes)
+                    # One statement on PostgreSQL with the change's own writes.
+                    writes.add(repo.chat_version_statement(conn, room, v))
+                    writes.add(
+                        self.commands.remember_statement(env.user.id, env.id, command, reply)
+                    )
+                    await writes.flush(conn)
+            except (IntegrityError, ServiceError):
+                # A retry of a request that committed (earlier, or concurrently): answer as
+                # it did. The log is read only then, not before every command.
                 recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
                 if recalled is None:
                     raise
@@ -82,16 +93,29 @@ class ChatService:
         )
         return reply
 
-    async def send(self, env: CommandEnvelope, data: ChatSend) -> Any:
-        room = _room(env)
-        recalled = await self.commands.recall(self.engine, env.user.id, env.id, "send")
-        if recalled is not None:
-            return recalled
-        await self._access(room, env.user)
-        verdict = await self.limiter.hit(env.user.id, now_ms())
+    async def _recall_or_raise(self, env: CommandEnvelope, command: str, exc: Exception) -> Any:
+        """A check refused `env`: if the same request was applied before (a retry), its
+        reply; else the refusal."""
+        recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
+        if recalled is None:
+            raise exc
+        return recalled
+
+    async def _take_message_token(self, user: UserRef) -> None:
+        verdict = await self.limiter.hit(user.id, now_ms())
         if not verdict.allowed:
             wait_s = max(1, math.ceil(verdict.retry_after_ms / 1000))
             raise ServiceError(ErrorCode.RATE_LIMITED, f"Too many messages; wait {wait_s} s.")
+
+    async def send(self, env: CommandEnvelope, data: ChatSend) -> Any:
+        room = _room(env)
+        # No read of the request log up front: a retry of an applied send is caught by its
+        # remembered request id at commit, or here when a check now refuses it.
+        try:
+            await self._access(room, env.user)
+            await self._take_message_token(env.user)
+        except ServiceError as exc:
+            return await self._recall_or_raise(env, "send", exc)
         message = ChatMessage(
             id=uuid.uuid4().hex,
             user_id=env.user.id,
@@ -100,26 +124,60 @@ class ChatService:
             at_ms=now_ms(),
         )
 
-        async def change(conn: AsyncConnection, v: int) -> tuple[dict[str, Any], Any]:
-            await repo.insert_message(conn, message, room, v)
+        if self._single_statements is not None:
+            return await self._send_in_one_statement(env, room, message)
+
+        async def change(
+            _conn: AsyncConnection, v: int, writes: WriteBatch
+        ) -> tuple[dict[str, Any], Any]:
+            writes.add(repo.insert_message(message, room, v))
             return {"message": message.model_dump()}, message.model_dump()
 
         return await self._in_room(env, room, "send", change)
 
+    async def _send_in_one_statement(
+        self, env: CommandEnvelope, room: str, message: ChatMessage
+    ) -> Any:
+        """PostgreSQL: the room's next version, the message, the chat version and the
+        remembered reply in one autocommitted statement (repository.send_message), as
+        atomic as `_in_room`'s transaction at a third of its round trips."""
+        reply = {"message": message.model_dump()}
+        async with self._locks.hold(room):
+            try:
+                async with self._single_statements.connect() as conn:
+                    v = await repo.send_message(conn, room, message, env.id, reply)
+            except IntegrityError:  # a retry of a send that committed: answer as it did
+                recalled = await self.commands.recall(self.engine, env.user.id, env.id, "send")
+                if recalled is None:
+                    raise
+                return recalled
+        if v is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
+        await bus.publish(
+            self.nc,
+            events.subject_for("chat", room),
+            events.encode("chat", room, v, message.model_dump()),
+        )
+        return reply
+
     async def delete(self, env: CommandEnvelope, data: ChatDelete) -> Any:
         room = _room(env)
-        recalled = await self.commands.recall(self.engine, env.user.id, env.id, "delete")
-        if recalled is not None:
-            return recalled
-        access = await self._access(room, env.user)
-        if not can_moderate(access, env.user):
-            raise ServiceError(ErrorCode.FORBIDDEN, "Only the owner and operators delete messages.")
+        try:
+            access = await self._access(room, env.user)
+            if not can_moderate(access, env.user):
+                raise ServiceError(
+                    ErrorCode.FORBIDDEN, "Only the owner and operators delete messages."
+                )
+        except ServiceError as exc:
+            return await self._recall_or_raise(env, "delete", exc)
 
-        async def change(conn: AsyncConnection, _v: int) -> tuple[dict[str, Any], Any]:
+        async def change(
+            conn: AsyncConnection, _v: int, writes: WriteBatch
+        ) -> tuple[dict[str, Any], Any]:
             row = await repo.get_message(conn, room, data.message_id)
             if row is None or row.deleted_at_ms is not None:
                 raise ServiceError(ErrorCode.NOT_FOUND, "No such message.")
-            await repo.mark_deleted(conn, row.id, env.user.id, now_ms())
+            writes.add(repo.mark_deleted(row.id, env.user.id, now_ms()))
             return {"deleted": row.id}, ChatDeleted(deleted=row.id).model_dump()
 
         return await self._in_room(env, room, "delete", change)
