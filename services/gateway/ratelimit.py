@@ -89,12 +89,15 @@ LEASES_BEFORE_PURGE = 4096  # users with leases before expired ones are swept ou
 
 
 class _Lease:
-    __slots__ = ("expires", "refilling", "tokens")
+    __slots__ = ("asking", "expires", "refilling", "tokens")
 
     def __init__(self, tokens: int, expires: float) -> None:
         self.tokens = tokens
         self.expires = expires
         self.refilling = False
+        # Asks of Redis under way for this user (commands' and top-ups'), done when their
+        # tokens are in the lease.
+        self.asking: set[asyncio.Future[None]] = set()
 
 
 class UserLimiter:
@@ -123,17 +126,35 @@ class UserLimiter:
             if lease.tokens <= LEASE_TOKENS // 2 and not lease.refilling:
                 self._refill(user_id, lease)
             return True
-        taken = await self._ask(user_id, LEASE_TOKENS)
-        if taken is None:
-            return True
         # Into the lease, then one out of it: commands of this user that asked at the same
         # time share what each ask got, so none is refused while the lease holds a token.
+        if not await self._ask_into_lease(user_id, LEASE_TOKENS):
+            return True
         lease = self._lease(user_id)
-        lease.tokens += taken
+        # Asks answer on different connections, so ours may be back with nothing before
+        # another that took the bucket's last tokens: wait for those tokens rather than
+        # refuse the command and leave them unused in the lease.
+        while lease.tokens == 0 and lease.asking:
+            await asyncio.wait(list(lease.asking))
         if lease.tokens == 0:
             return False
         lease.tokens -= 1
         return True
+
+    async def _ask_into_lease(self, user_id: str, wanted: int) -> bool:
+        """Ask Redis for up to `wanted` tokens and put them in the user's lease; False when
+        Redis cannot be asked."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asking = self._lease(user_id).asking
+        asking.add(done)
+        try:
+            taken = await self._ask(user_id, wanted)
+            if taken:
+                self._lease(user_id).tokens += taken
+            return taken is not None
+        finally:
+            asking.discard(done)
+            done.set_result(None)
 
     async def aclose(self) -> None:
         """Wait for the top-ups under way (they hold Redis connections)."""
@@ -156,9 +177,7 @@ class UserLimiter:
 
         async def refill() -> None:
             try:
-                taken = await self._ask(user_id, LEASE_TOKENS - lease.tokens)
-                if taken:
-                    self._lease(user_id).tokens += taken
+                await self._ask_into_lease(user_id, LEASE_TOKENS - lease.tokens)
             finally:
                 lease.refilling = False
 
