@@ -17,24 +17,11 @@ from services.common.contracts import events
 from services.common.contracts.commands import Join, RateChange, Seek, SettingsUpdate
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.rooms import controls
-from services.rooms import repository as rooms_repo
 from services.rooms.models import RoomAudit, RoomsCommand
-from services.rooms.playback import PlaybackState
 from services.rooms.service import RoomsService
-from tests.support.rooms_service import Bus, env, new_room, rooms_service, user
+from tests.support.rooms_service import Bus, env, loaded, new_room, rooms_service, user
 
 pytestmark = pytest.mark.integration
-
-
-async def loaded(rooms: RoomsService, owner: Any) -> str:
-    """A new room with a paused video loaded (as if the queue had loaded it)."""
-    code = await new_room(rooms, owner)
-    state = PlaybackState(
-        status="paused", entry_id="e1", video_id="dQw4w9WgXcQ", duration_ms=600_000
-    )
-    async with rooms.engine.begin() as conn:
-        await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
-    return code
 
 
 def playback_events(bus: Bus, code: str) -> list[dict[str, Any]]:

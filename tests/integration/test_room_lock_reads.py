@@ -18,24 +18,12 @@ from services.common import sequencer
 from services.common.contracts.commands import Seek
 from services.rooms import repository as rooms_repo
 from services.rooms.models import Room
-from services.rooms.playback import PlaybackState
-from services.rooms.service import RoomsService
 from services.rooms.transaction import RoomTx
-from tests.support.rooms_service import env, new_room, rooms_service, user
+from tests.support.rooms_service import env, loaded, rooms_service, user
 
 pytestmark = pytest.mark.integration
 
 LOCK_WAIT_S = 0.3  # long enough for the command to be waiting for the lock
-
-
-async def loaded(rooms: RoomsService, owner: Any) -> str:
-    code = await new_room(rooms, owner)
-    state = PlaybackState(
-        status="paused", entry_id="e1", video_id="dQw4w9WgXcQ", duration_ms=600_000
-    )
-    async with rooms.engine.begin() as conn:
-        await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
-    return code
 
 
 async def stored_rate(engine: AsyncEngine, code: str) -> float:

@@ -10,7 +10,7 @@ from services.common.contracts.commands import RoomCreate
 from services.common.contracts.envelope import CommandEnvelope
 from services.common.contracts.models import UserRef
 from services.rooms import repository as rooms_repo
-from services.rooms.playback import Timing
+from services.rooms.playback import PlaybackState, Timing
 from services.rooms.service import RoomsService
 
 
@@ -40,6 +40,17 @@ def env(who: UserRef, room: str | None = None, conn: str | None = None) -> Comma
 async def new_room(rooms: RoomsService, owner: UserRef) -> str:
     created = await rooms.create(env(owner), RoomCreate())
     return str(created["room"]["code"])
+
+
+async def loaded(rooms: RoomsService, owner: UserRef) -> str:
+    """A new room with a paused video loaded (as if the queue had loaded it)."""
+    code = await new_room(rooms, owner)
+    state = PlaybackState(
+        status="paused", entry_id="e1", video_id="dQw4w9WgXcQ", duration_ms=600_000
+    )
+    async with rooms.engine.begin() as conn:
+        await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
+    return code
 
 
 def rooms_service(engine: AsyncEngine) -> tuple[RoomsService, Bus]:

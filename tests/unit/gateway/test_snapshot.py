@@ -132,6 +132,12 @@ async def test_joins_under_way_together_each_get_every_event_after_their_snapsho
     assert seen(a_sock)[-1] == seen(b_sock)[-1] == 4
 
 
+def on_fake_bus() -> tuple[FakeBus, Hub, Dispatcher]:
+    bus = FakeBus()
+    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
+    return bus, hub, Dispatcher(bus, hub)  # type: ignore[arg-type]
+
+
 def replies(sock: FakeSocket) -> list[dict[str, Any]]:
     return [f for f in sock.frames if "re" in f]
 
@@ -144,9 +150,7 @@ def types(sock: FakeSocket) -> list[str]:
 # was under way kept its channel membership: its join completed after the kick, and it went
 # on receiving the room's events.
 async def test_an_eviction_during_a_join_refuses_the_join() -> None:
-    bus = FakeBus()
-    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
-    dispatcher = Dispatcher(bus, hub)  # type: ignore[arg-type]
+    bus, hub, dispatcher = on_fake_bus()
     a, a_sock = member("a")
     bus.seq["a"] = 2
     bus.gates[("a", "chat")] = a_slow = asyncio.Event()
@@ -167,9 +171,7 @@ async def test_an_eviction_during_a_join_refuses_the_join() -> None:
 
 
 async def test_a_failed_join_gets_none_of_the_events_held_for_it() -> None:
-    bus = FakeBus()
-    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
-    dispatcher = Dispatcher(bus, hub)  # type: ignore[arg-type]
+    bus, hub, dispatcher = on_fake_bus()
     a, a_sock = member("a")
     b, b_sock = member("b")
     bus.seq.update(a=2, b=2)
@@ -187,9 +189,7 @@ async def test_a_failed_join_gets_none_of_the_events_held_for_it() -> None:
 
 
 async def test_an_eviction_of_a_member_outside_any_join_leaves_the_room() -> None:
-    bus = FakeBus()
-    hub = Hub(bus, 0.25)  # type: ignore[arg-type]
-    dispatcher = Dispatcher(bus, hub)  # type: ignore[arg-type]
+    bus, hub, dispatcher = on_fake_bus()
     a, a_sock = member("a")
     c, c_sock = member("c")
     bus.seq.update(a=2, c=2)
