@@ -81,21 +81,18 @@ class ChatService:
                         self.commands.remember_statement(env.user.id, env.id, command, reply)
                     )
                     await writes.flush(conn)
-            except (IntegrityError, ServiceError):
+            except (IntegrityError, ServiceError) as exc:
                 # A retry of a request that committed (earlier, or concurrently): answer as
                 # it did. The log is read only then, not before every command.
-                recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
-                if recalled is None:
-                    raise
-                return recalled
+                return await self._recall_or_raise(env, command, exc)
         await bus.publish(
             self.nc, events.subject_for("chat", room), events.encode("chat", room, v, event_data)
         )
         return reply
 
     async def _recall_or_raise(self, env: CommandEnvelope, command: str, exc: Exception) -> Any:
-        """A check refused `env`: if the same request was applied before (a retry), its
-        reply; else the refusal."""
+        """`env` was refused (a check, or its request id already remembered): if the same
+        request was applied before (a retry), its reply; else the refusal."""
         recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
         if recalled is None:
             raise exc
@@ -146,11 +143,8 @@ class ChatService:
             try:
                 async with self._single_statements.connect() as conn:
                     v = await repo.send_message(conn, room, message, env.id, reply)
-            except IntegrityError:  # a retry of a send that committed: answer as it did
-                recalled = await self.commands.recall(self.engine, env.user.id, env.id, "send")
-                if recalled is None:
-                    raise
-                return recalled
+            except IntegrityError as exc:  # a retry of a send that committed: answer as it did
+                return await self._recall_or_raise(env, "send", exc)
         if v is None:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
         await bus.publish(
