@@ -4,10 +4,13 @@ since, on another replica or by another command, the control must apply to the r
 now, on real PostgreSQL: the check finds the change and the room is read again."""
 
 from collections import namedtuple
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
+import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +21,7 @@ from services.common.contracts.errors import ErrorCode, ServiceError
 from services.rooms import controls
 from services.rooms.models import Room
 from services.rooms.moderation import Moderation
+from services.rooms.service import RoomsService
 from tests.support.rooms_service import Bus, env, loaded, rooms_service, user
 
 pytestmark = pytest.mark.integration
@@ -32,6 +36,23 @@ def reads() -> dict[str, float]:
 def since(before: dict[str, float]) -> dict[str, float]:
     now = reads()
     return {k: now[k] - before.get(k, 0) for k in now if now[k] != before.get(k, 0)}
+
+
+@dataclass
+class Replicas:
+    here: RoomsService
+    bus: Bus  # what `here` publishes
+    there: RoomsService
+
+
+@pytest_asyncio.fixture
+async def replicas(engine: AsyncEngine) -> AsyncIterator[Replicas]:
+    """Two rooms replicas on one database: `here` remembers rooms, `there` changes them."""
+    here, bus = rooms_service(engine)
+    there, _ = rooms_service(engine)
+    yield Replicas(here, bus, there)
+    await here.aclose()
+    await there.aclose()
 
 
 def playback_events(bus: Bus, code: str) -> list[dict[str, Any]]:
@@ -62,9 +83,10 @@ async def test_a_remembered_room_skips_the_read_and_counts_on_from_other_events(
     await rooms.aclose()
 
 
-async def test_a_room_changed_on_another_replica_is_read_again(engine: AsyncEngine) -> None:
-    here, bus = rooms_service(engine)
-    there, _ = rooms_service(engine)
+async def test_a_room_changed_on_another_replica_is_read_again(
+    engine: AsyncEngine, replicas: Replicas
+) -> None:
+    here, bus, there = replicas.here, replicas.bus, replicas.there
     owner = user("owner")
     code = await loaded(here, owner)
     await here.seek(env(owner, code, conn="c"), Seek(position_ms=1000))
@@ -79,13 +101,10 @@ async def test_a_room_changed_on_another_replica_is_read_again(engine: AsyncEngi
     assert stored == 2.0, "the other replica's change is kept"
     vs = [e["v"] for e in playback_events(bus, code)]
     assert vs == sorted(vs) and len(set(vs)) == len(vs)
-    await here.aclose()
-    await there.aclose()
 
 
-async def test_a_member_kicked_on_another_replica_is_refused(engine: AsyncEngine) -> None:
-    here, bus = rooms_service(engine)
-    there, _ = rooms_service(engine)
+async def test_a_member_kicked_on_another_replica_is_refused(replicas: Replicas) -> None:
+    here, bus, there = replicas.here, replicas.bus, replicas.there
     owner, member = user("owner"), user("member")
     code = await loaded(here, owner)
     await here.update_settings(env(owner, code), SettingsUpdate(control_mode="any"))
@@ -97,13 +116,10 @@ async def test_a_member_kicked_on_another_replica_is_refused(engine: AsyncEngine
         await here.seek(env(member, code, conn="m"), Seek(position_ms=5000))
     assert refused.value.code is ErrorCode.NOT_MEMBER
     assert len(playback_events(bus, code)) == published, "nothing was applied"
-    await here.aclose()
-    await there.aclose()
 
 
-async def test_a_player_who_joined_elsewhere_is_waited_for(engine: AsyncEngine) -> None:
-    here, _bus = rooms_service(engine)
-    there, _ = rooms_service(engine)
+async def test_a_player_who_joined_elsewhere_is_waited_for(replicas: Replicas) -> None:
+    here, there = replicas.here, replicas.there
     owner, viewer = user("owner"), user("viewer")
     code = await loaded(here, owner)
     playing = await here.play(env(owner, code, conn="o"), None)
@@ -112,8 +128,6 @@ async def test_a_player_who_joined_elsewhere_is_waited_for(engine: AsyncEngine) 
     await there.join(env(viewer, code, conn="v"), Join(player=True))
     reply = await here.seek(env(owner, code, conn="o"), Seek(position_ms=2000))
     assert reply["playback"]["status"] == "starting", "the new player's ready is awaited"
-    await here.aclose()
-    await there.aclose()
 
 
 def test_known_rooms_are_bounded() -> None:
