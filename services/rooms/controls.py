@@ -116,9 +116,10 @@ _LOCK = """
 SELECT room FROM room_seq WHERE room = ANY(%(rooms)s::text[]) ORDER BY room FOR UPDATE
 """
 
-# A room's live player sockets, in one order (so that their md5 is the set's fingerprint).
+# A room's live player sockets, in one order (so that their md5 is the set's fingerprint),
+# from the index of live players (ix_rooms_sessions_live_players).
 _PLAYERS = """
-SELECT string_agg(x.conn, ' ' ORDER BY x.conn COLLATE "C") AS players FROM rooms_sessions x
+SELECT string_agg(x.conn, ' ' ORDER BY x.conn) AS players FROM rooms_sessions x
 WHERE x.room = c.room AND x.player AND x.away_since_ms IS NULL
 """
 
@@ -535,8 +536,16 @@ class GroupCommitter:
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         """The committer's own connections: skipping the pool skips its checkout ping and
-        bookkeeping on every group."""
-        return await psycopg.AsyncConnection.connect(self._dsn, connect_timeout=5)
+        bookkeeping on every group.
+
+        Generic plans: psycopg prepares the three statements, but PostgreSQL kept planning
+        the write anew for every group (its generic plan, costed for ten rows per array,
+        looked dearer than a plan for the actual one), and planning it took longer than
+        running it (0.55 ms against 0.40). These statements only join on primary keys and
+        the live-players index, so one plan serves every group."""
+        return await psycopg.AsyncConnection.connect(
+            self._dsn, connect_timeout=5, options="-c plan_cache_mode=force_generic_plan"
+        )
 
     async def _discard_or_keep(self, pg: psycopg.AsyncConnection[Any]) -> None:
         """After a failed group: roll back and keep the connection, or drop one that cannot

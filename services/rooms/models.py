@@ -1,6 +1,6 @@
 """The rooms service's tables (it alone reads and writes them)."""
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import Base
@@ -63,7 +63,18 @@ class RoomSession(Base):
     __tablename__ = "rooms_sessions"
     # A room's sessions are read by every command (live players, presence); the primary key
     # starts with the socket, so without this each read scanned every room's sessions.
-    __table_args__ = (Index("ix_rooms_sessions_room_user", "room", "user_id"),)
+    # A room's live players are read by every playback control (controls.py): by room, in
+    # `conn` order, from this index alone.
+    __table_args__ = (
+        Index("ix_rooms_sessions_room_user", "room", "user_id"),
+        Index(
+            "ix_rooms_sessions_live_players",
+            "room",
+            "conn",
+            postgresql_where=text("player AND away_since_ms IS NULL"),
+            sqlite_where=text("player AND away_since_ms IS NULL"),
+        ),
+    )
 
     conn: Mapped[str] = mapped_column(String(80), primary_key=True)
     room: Mapped[str] = mapped_column(String(16), primary_key=True)
