@@ -134,7 +134,6 @@ SELECT c.user_id AS caller, r.*, r.xmin::text AS room_xmin, p.players,
        md5(p.players) AS players_md5, m.name AS m_name, m.role AS m_role,
        m.joined_at_ms AS m_joined_at_ms, m.banned AS m_banned, m.xmin::text AS m_xmin
 FROM unnest(%(rooms)s::text[], %(users)s::text[]) AS c(room, user_id)
-JOIN room_seq s ON s.room = c.room
 JOIN rooms_rooms r ON r.code = c.room
 CROSS JOIN LATERAL ({_PLAYERS}) p
 LEFT JOIN rooms_members m ON m.room = c.room AND m.user_id = c.user_id
