@@ -344,7 +344,8 @@ Alone = Callable[[Control], Awaitable[dict[str, Any]]]
 @dataclass(slots=True)
 class _Group:
     """A group's outcome: what was applied, what the ordinary path must take, and what was
-    applied to a remembered room that had changed (to apply again to the room as read)."""
+    applied to (or refused by) a remembered room that may have changed: to read and apply
+    again."""
 
     applied: list[_Applied] = field(default_factory=list)
     leftover: list[Control] = field(default_factory=list)
@@ -507,11 +508,16 @@ class GroupCommitter:
                     else:
                         self._known.read(row)
                 applied = None if row is None else _apply(control, row, now, writes)
-                if applied is None:
+                if applied is not None:
+                    outcome.applied.append(applied)
+                elif remembered is not None:
+                    # Refused by the room as remembered: it may have changed since (a video
+                    # loaded, a member promoted). Read it, and decide again.
+                    self._known.forget(control.room)
+                    outcome.stale.append(control)
+                else:
                     LEFT_ALONE.labels("no_room" if row is None else "refused").inc()
                     outcome.leftover.append(control)
-                else:
-                    outcome.applied.append(applied)
             if outcome.applied:
                 await cur.execute(_WRITE, writes.params)
             await pg.commit()

@@ -19,10 +19,12 @@ from services.common.contracts import events
 from services.common.contracts.commands import Join, RateChange, Seek, SettingsUpdate, TargetUser
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.rooms import controls
+from services.rooms import repository as rooms_repo
 from services.rooms.models import Room
 from services.rooms.moderation import Moderation
+from services.rooms.playback import PlaybackState
 from services.rooms.service import RoomsService
-from tests.support.rooms_service import Bus, env, loaded, rooms_service, user
+from tests.support.rooms_service import Bus, env, loaded, new_room, rooms_service, user
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +33,11 @@ def reads() -> dict[str, float]:
     """Control groups so far, by how their rooms were read."""
     (metric,) = controls.GROUP_READS.collect()
     return {s.labels["read"]: s.value for s in metric.samples if s.name.endswith("_total")}
+
+
+def left_alone() -> dict[str, float]:
+    (metric,) = controls.LEFT_ALONE.collect()
+    return {s.labels["reason"]: s.value for s in metric.samples if s.name.endswith("_total")}
 
 
 def since(before: dict[str, float]) -> dict[str, float]:
@@ -128,6 +135,24 @@ async def test_a_player_who_joined_elsewhere_is_waited_for(replicas: Replicas) -
     await there.join(env(viewer, code, conn="v"), Join(player=True))
     reply = await here.seek(env(owner, code, conn="o"), Seek(position_ms=2000))
     assert reply["playback"]["status"] == "starting", "the new player's ready is awaited"
+
+
+async def test_a_room_remembered_idle_is_read_again_once_loaded(engine: AsyncEngine) -> None:
+    rooms, _bus = rooms_service(engine)
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+    with pytest.raises(ServiceError):  # nothing loaded: refused, and the room remembered
+        await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=1000))
+    state = PlaybackState(status="paused", entry_id="e1", video_id="v1", duration_ms=60_000)
+    async with engine.begin() as conn:  # as the queue's `load` does, through another replica
+        await sequencer.bump(conn, code)
+        await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
+    before, alone_before = reads(), left_alone()
+    reply = await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=2000))
+    assert reply["playback"]["position_ms"] == 2000
+    assert since(before) == {"remembered": 1, "stale": 1}
+    assert left_alone() == alone_before, "applied in its group, not left to the ordinary path"
+    await rooms.aclose()
 
 
 def test_known_rooms_are_bounded() -> None:
