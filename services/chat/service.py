@@ -28,6 +28,7 @@ from services.common.writes import WriteBatch
 from . import repository as repo
 from .models import ChatCommand
 from .ratelimit import SlidingWindowLimiter
+from .sends import SendGroups
 
 # A change: runs in the locked transaction at version v, adds its writes to the batch and
 # returns (reply, event data).
@@ -48,6 +49,7 @@ class ChatService:
         # PostgreSQL sends a message in one statement; elsewhere in a transaction.
         postgres = engine is not None and engine.dialect.name == "postgresql"
         self._single_statements = db.single_statements(engine) if postgres else None
+        self._sends = SendGroups(self._single_statements) if self._single_statements else None
         # Serialise a room's commands in this replica, so they queue here rather than each
         # holding a pooled connection while waiting for the room's row lock.
         self._locks = KeyedLocks()
@@ -121,8 +123,8 @@ class ChatService:
             at_ms=now_ms(),
         )
 
-        if self._single_statements is not None:
-            return await self._send_in_one_statement(env, room, message)
+        if self._sends is not None:
+            return await self._send_in_one_statement(env, room, message, self._sends)
 
         async def change(
             _conn: AsyncConnection, v: int, writes: WriteBatch
@@ -133,16 +135,16 @@ class ChatService:
         return await self._in_room(env, room, "send", change)
 
     async def _send_in_one_statement(
-        self, env: CommandEnvelope, room: str, message: ChatMessage
+        self, env: CommandEnvelope, room: str, message: ChatMessage, sends: SendGroups
     ) -> Any:
         """PostgreSQL: the room's next version, the message, the chat version and the
-        remembered reply in one autocommitted statement (repository.send_message), as
-        atomic as `_in_room`'s transaction at a third of its round trips."""
+        remembered reply in one autocommitted statement, shared by the messages sent
+        meanwhile (sends.py): as atomic as `_in_room`'s transaction at a third of its round
+        trips."""
         reply = {"message": message.model_dump()}
         async with self._locks.hold(room):
             try:
-                async with self._single_statements.connect() as conn:
-                    v = await repo.send_message(conn, room, message, env.id, reply)
+                v = await sends.store(room, message, env.id, reply)
             except IntegrityError as exc:  # a retry of a send that committed: answer as it did
                 return await self._recall_or_raise(env, "send", exc)
         if v is None:
