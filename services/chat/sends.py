@@ -11,8 +11,8 @@ remembered replies).
 
 A group fails whole when one of its request ids is already remembered (a retried send);
 then each of its messages goes alone (`repository.send_message`), which answers the retry
-as before. The caller holds the room's lock (`KeyedLocks`), so a group never holds two
-messages of one room and a room's messages keep their order.
+as before. The caller holds the room's lock (`KeyedLocks`), and a group takes one message of
+a room at most, so a room's messages keep their order.
 """
 
 import asyncio
@@ -109,7 +109,7 @@ class SendGroups:
 
     def _start(self) -> None:
         if self._waiting and self._running is None:
-            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            group, self._waiting = _one_per_room(self._waiting)
             self._running = asyncio.get_running_loop().create_task(self._run(group))
             self._running.add_done_callback(self._finished)
 
@@ -129,7 +129,7 @@ class SendGroups:
                 await asyncio.gather(*(self._alone(send) for send in group))
                 return
             for send in group:
-                send.done.set_result(versions.get(send.room))
+                _settle(send, versions.get(send.room))
         except Exception as exc:
             for send in group:
                 if not send.done.done():
@@ -156,6 +156,30 @@ class SendGroups:
                 v = await repo.send_message(
                     conn, send.room, send.message, send.request_id, send.reply
                 )
-            send.done.set_result(v)
+            _settle(send, v)
         except Exception as exc:
-            send.done.set_exception(exc)
+            if not send.done.done():
+                send.done.set_exception(exc)
+
+
+def _one_per_room(waiting: list[Send]) -> tuple[list[Send], list[Send]]:
+    """The next group, and what waits on. The room's lock keeps a room's messages apart,
+    but a caller that gave up (cancelled) releases it while its message still waits here:
+    a second message of that room waits for the next group, after it."""
+    group: list[Send] = []
+    rest: list[Send] = []
+    rooms: set[str] = set()
+    for send in waiting:
+        if send.room in rooms or len(group) >= MAX_GROUP:
+            rest.append(send)
+        else:
+            rooms.add(send.room)
+            group.append(send)
+    return group, rest
+
+
+def _settle(send: Send, v: int | None) -> None:
+    """Answer a stored message, unless its caller has gone (cancelled): the others of its
+    group are answered all the same."""
+    if not send.done.done():
+        send.done.set_result(v)

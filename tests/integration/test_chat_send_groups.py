@@ -104,3 +104,17 @@ async def test_a_retried_request_and_a_missing_room_are_answered_alone(
     assert results[2:] == [None, 1]
     async with engine.connect() as conn:
         assert await sequencer.current(conn, code) == 1, "the retry stored nothing"
+
+
+async def test_a_group_takes_one_message_of_a_room(engine: AsyncEngine) -> None:
+    """Two messages of one room waiting at once (a caller gave up and released the room's
+    lock) go in successive groups, at successive versions."""
+    groups = sends.SendGroups(db.single_statements(engine))
+    (code,) = await new_rooms(engine, 1)
+    before = group_sizes()
+    versions = await asyncio.gather(
+        *(groups.store(code, message(f"m{i}"), uuid.uuid4().hex, {}) for i in range(3))
+    )
+    assert versions == [1, 2, 3]
+    after = group_sizes()
+    assert after[1.0] - before.get(1.0, 0) == 3, "three groups of one"
