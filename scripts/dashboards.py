@@ -258,17 +258,6 @@ def rooms() -> dict:
                 ],
                 "reqps",
             ),
-            # remembered: one round trip; stale: a remembered room had changed, read again.
-            panel(
-                "Playback control groups per second, by how rooms were read",
-                [
-                    (
-                        f"sum by (read) (rate(sharetube_rooms_control_group_reads_total[{RI}]))",
-                        "{{read}}",
-                    )
-                ],
-                "reqps",
-            ),
         ],
     )
 

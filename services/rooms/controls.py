@@ -13,13 +13,6 @@ transaction whatever its size:
 3. one statement of data-modifying CTEs over arrays writes every changed room, every room's
    new version, the audit entries and the idempotency records; one commit.
 
-Step 1's read is skipped for rooms this replica already knows (`_Known`: each room as its last
-group read or wrote it): the lock, the write and the commit go in one round trip, and the write
-checks that the room's row, the caller's membership and the players are still the versions
-the control was applied to. A room changed since (a join, a `ready`, another replica's
-command) is left out of the write, read and applied again: correct either way, and one round
-trip instead of two while a room's controls come from this replica.
-
 Then each control's event is published (with its own trace context) and it is answered.
 
 Anything unusual is left to the ordinary path (`RoomsService.in_room`), which answers it as
@@ -35,7 +28,6 @@ a group never holds two controls of one room.
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,11 +68,6 @@ LEFT_ALONE = Counter(
     "Playback controls a group left to the ordinary path, by why",
     ["reason"],  # refused (or its transition raised), no_room, group_failed
 )
-GROUP_READS = Counter(
-    "sharetube_rooms_control_group_reads_total",
-    "Control groups by how their rooms were read",
-    ["read"],  # remembered (one round trip), stale (a remembered room changed), read
-)
 
 # A control's change: (playback, live player sockets, now ms) -> playback. It may raise
 # ServiceError (or another exception the caller handles, e.g. an idle room's `play`).
@@ -104,10 +91,8 @@ class _Applied:
 
     control: Control
     reply: dict[str, Any]
-    data: dict[str, Any] | None  # the playback event's data, when members see a change
+    event: Published | None
     deadline_ms: int | None
-    values: dict[str, Any] | None  # the room's playback columns as written (None: unchanged)
-    event: Published | None = None  # once the write has counted the room's new version
 
 
 # Lock the group's rooms (their sequence rows) in room order, so two replicas' groups cannot
@@ -116,62 +101,34 @@ _LOCK = """
 SELECT room FROM room_seq WHERE room = ANY(%(rooms)s::text[]) ORDER BY room FOR UPDATE
 """
 
-# A room's live player sockets, in one order (so that their md5 is the set's fingerprint),
-# from the index of live players (ix_rooms_sessions_live_players).
-_PLAYERS = """
-SELECT string_agg(x.conn, ' ' ORDER BY x.conn) AS players FROM rooms_sessions x
-WHERE x.room = c.room AND x.player AND x.away_since_ms IS NULL
-"""
-
 # Then read what a control needs, in a statement of its own: it takes its snapshot after the
 # locks are held, so it sees what the previous holder committed. (Locked and read in one
 # statement, PostgreSQL re-reads only the locked row after waiting; the room row and the
 # players would come from the statement's older snapshot, and be written back stale.)
-# With each room come the versions `_WRITE` checks: the row versions (`xmin`) of the room and
-# of the membership, and the fingerprint of the players.
-_READ = f"""
-SELECT c.user_id AS caller, r.*, r.xmin::text AS room_xmin, p.players,
-       md5(p.players) AS players_md5, m.name AS m_name, m.role AS m_role,
-       m.joined_at_ms AS m_joined_at_ms, m.banned AS m_banned, m.xmin::text AS m_xmin
+_READ = """
+SELECT s.v AS seq_v, r.*,
+       (SELECT string_agg(x.conn, ' ') FROM rooms_sessions x
+         WHERE x.room = s.room AND x.player AND x.away_since_ms IS NULL) AS players,
+       m.name AS m_name, m.role AS m_role, m.joined_at_ms AS m_joined_at_ms,
+       m.banned AS m_banned
 FROM unnest(%(rooms)s::text[], %(users)s::text[]) AS c(room, user_id)
+JOIN room_seq s ON s.room = c.room
 JOIN rooms_rooms r ON r.code = c.room
-CROSS JOIN LATERAL ({_PLAYERS}) p
 LEFT JOIN rooms_members m ON m.room = c.room AND m.user_id = c.user_id
 """
 
-# Every write of a group in one statement (one row per room at most: see "Order" above),
-# for the rooms whose control was applied to what is stored now: `ok` checks that the room's
-# row, the caller's membership and the players are the versions the control was applied to
-# (read under this lock, or remembered from this replica's last group: `_Known`). Its
-# snapshot is taken after `_LOCK`, so what it sees stays true until the commit. A room's new
-# version is counted here (`v + 1`): chat and the queue count in the same sequence, and
-# their events change nothing a control reads. Returns each written room's new version and
-# row version.
-_WRITE = (
-    """
-WITH ok AS (
-  SELECT c.room
-  FROM unnest(%(g_room)s::text[], %(g_user)s::text[], %(g_room_xmin)s::text[],
-              %(g_m_xmin)s::text[], %(g_players_md5)s::text[])
-       AS c(room, user_id, room_xmin, m_xmin, players_md5)
-  JOIN rooms_rooms r ON r.code = c.room AND r.xmin::text = c.room_xmin
-  LEFT JOIN rooms_members m ON m.room = c.room AND m.user_id = c.user_id
-  WHERE m.xmin::text IS NOT DISTINCT FROM c.m_xmin
-    AND (SELECT md5(p.players) FROM ("""
-    + _PLAYERS
-    + """) p)
-        IS NOT DISTINCT FROM c.players_md5
-), seq AS (
-  UPDATE room_seq q SET v = q.v + 1
-  WHERE q.room = ANY(%(seq_rooms)s::text[]) AND q.room IN (SELECT room FROM ok)
-  RETURNING q.room, q.v
+# Every write of a group in one statement (one row per room at most: see "Order" above).
+_WRITE = """
+WITH seq AS (
+  UPDATE room_seq q SET v = u.v
+  FROM unnest(%(seq_rooms)s::text[], %(seq_vs)s::bigint[]) AS u(room, v)
+  WHERE q.room = u.room
 ), playback AS (
   UPDATE rooms_rooms r SET
     status = u.status, entry_id = u.entry_id, video_id = u.video_id, title = u.title,
     duration_ms = u.duration_ms, position_ms = u.position_ms, anchor_ms = u.anchor_ms,
     rate = u.rate, ready_conns = u.ready_conns, deadline_ms = u.deadline_ms,
-    ad_conns = u.ad_conns, skip_votes = u.skip_votes,
-    playback_v = coalesce(seq.v, u.playback_v)
+    ad_conns = u.ad_conns, skip_votes = u.skip_votes, playback_v = u.playback_v
   FROM unnest(
     %(code)s::text[], %(status)s::text[], %(entry_id)s::text[], %(video_id)s::text[],
     %(title)s::text[], %(duration_ms)s::bigint[], %(position_ms)s::bigint[],
@@ -180,28 +137,18 @@ WITH ok AS (
     %(playback_v)s::bigint[]
   ) AS u(code, status, entry_id, video_id, title, duration_ms, position_ms, anchor_ms, rate,
          ready_conns, deadline_ms, ad_conns, skip_votes, playback_v)
-  LEFT JOIN seq ON seq.room = u.code
-  WHERE r.code = u.code AND u.code IN (SELECT room FROM ok)
-  RETURNING r.code, r.xmin::text AS xmin, r.playback_v
+  WHERE r.code = u.code
 ), audit AS (
   INSERT INTO rooms_audit (room, at_ms, user_id, name, action, target_id, detail)
   SELECT a.room, a.at_ms, a.user_id, a.name, a.action, NULL, a.detail
   FROM unnest(%(a_room)s::text[], %(a_at_ms)s::bigint[], %(a_user_id)s::text[],
               %(a_name)s::text[], %(a_action)s::text[], %(a_detail)s::text[])
        AS a(room, at_ms, user_id, name, action, detail)
-  WHERE a.room IN (SELECT room FROM ok)
-), remembered AS (
-  INSERT INTO rooms_commands (user_id, request_id, command, reply, at_ms)
-  SELECT c.user_id, c.request_id, c.command, c.reply, c.at_ms
-  FROM unnest(%(c_room)s::text[], %(c_user_id)s::text[], %(c_request_id)s::text[],
-              %(c_command)s::text[], %(c_reply)s::bytea[], %(c_at_ms)s::bigint[])
-       AS c(room, user_id, request_id, command, reply, at_ms)
-  WHERE c.room IN (SELECT room FROM ok)
 )
-SELECT ok.room, seq.v, playback.xmin, playback.playback_v
-FROM ok LEFT JOIN seq ON seq.room = ok.room LEFT JOIN playback ON playback.code = ok.room
+INSERT INTO rooms_commands (user_id, request_id, command, reply, at_ms)
+SELECT * FROM unnest(%(c_user_id)s::text[], %(c_request_id)s::text[], %(c_command)s::text[],
+                     %(c_reply)s::bytea[], %(c_at_ms)s::bigint[])
 """
-)
 
 _PLAYBACK_COLUMNS = (
     "status",
@@ -220,57 +167,6 @@ _PLAYBACK_COLUMNS = (
 )
 
 
-# The caller's membership as `_READ` gives it (None for "not a member", with its version).
-_MEMBER_COLUMNS = ("m_name", "m_role", "m_joined_at_ms", "m_banned", "m_xmin")
-KNOWN_ROOMS = 1024  # rooms a replica remembers (least recently used go first)
-KNOWN_CALLERS = 64  # memberships remembered per room
-
-
-class _Known:
-    """Each room as this replica's groups last read or wrote it, with the caller memberships
-    they read. A group whose rooms and callers are all known skips the read: `_WRITE` checks
-    the versions remembered here, and a room changed since (by the ordinary path, another
-    replica, a join) is read again. So a room's controls cost one round trip, not two."""
-
-    def __init__(self, size: int = KNOWN_ROOMS) -> None:
-        self._size = size
-        self._rooms: OrderedDict[str, tuple[Any, dict[str, tuple[Any, ...]]]] = OrderedDict()
-
-    def row(self, room: str, user_id: str) -> Any | None:
-        """The room as last known, with `user_id`'s membership; None if either is unknown."""
-        entry = self._rooms.get(room)
-        if entry is None:
-            return None
-        row, callers = entry
-        member = callers.get(user_id)
-        if member is None:
-            return None
-        self._rooms.move_to_end(room)
-        return row._replace(**dict(zip(_MEMBER_COLUMNS, member, strict=True)))
-
-    def read(self, row: Any) -> None:
-        """A row `_READ` gave: the room as stored, and its caller's membership."""
-        entry = self._rooms.get(row.code)
-        callers = entry[1] if entry is not None else {}
-        if len(callers) >= KNOWN_CALLERS:
-            callers = {}
-        callers[row.caller] = tuple(getattr(row, column) for column in _MEMBER_COLUMNS)
-        self._rooms[row.code] = (row, callers)
-        self._rooms.move_to_end(row.code)
-        while len(self._rooms) > self._size:
-            self._rooms.popitem(last=False)
-
-    def wrote(self, room: str, values: dict[str, Any], xmin: str, playback_v: int) -> None:
-        """The room's playback columns as this replica's group just wrote them."""
-        entry = self._rooms.get(room)
-        if entry is not None:
-            row = entry[0]._replace(**{**values, "room_xmin": xmin, "playback_v": playback_v})
-            self._rooms[room] = (row, entry[1])
-
-    def forget(self, room: str) -> None:
-        self._rooms.pop(room, None)
-
-
 class _Writes:
     """The arrays of one group's write statement."""
 
@@ -278,12 +174,8 @@ class _Writes:
         self.params: dict[str, list[Any]] = {
             name: []
             for name in (
-                "g_room",
-                "g_user",
-                "g_room_xmin",
-                "g_m_xmin",
-                "g_players_md5",
                 "seq_rooms",
+                "seq_vs",
                 "code",
                 *_PLAYBACK_COLUMNS,
                 "a_room",
@@ -292,7 +184,6 @@ class _Writes:
                 "a_name",
                 "a_action",
                 "a_detail",
-                "c_room",
                 "c_user_id",
                 "c_request_id",
                 "c_command",
@@ -301,21 +192,13 @@ class _Writes:
             )
         }
 
-    def applied_to(self, control: Control, row: Any) -> None:
-        """The versions the control was applied to, which the write checks."""
-        p = self.params
-        p["g_room"].append(control.room)
-        p["g_user"].append(control.env.user.id)
-        p["g_room_xmin"].append(row.room_xmin)
-        p["g_m_xmin"].append(row.m_xmin)
-        p["g_players_md5"].append(row.players_md5)
-
-    def new_version(self, room: str) -> None:
+    def version(self, room: str, v: int) -> None:
         self.params["seq_rooms"].append(room)
+        self.params["seq_vs"].append(v)
 
-    def playback(self, room: str, values: dict[str, Any]) -> None:
+    def playback(self, room: str, state: PlaybackState, playback_v: int) -> None:
         self.params["code"].append(room)
-        for column, value in values.items():
+        for column, value in repo.playback_values(state, playback_v).items():
             self.params[column].append(value)
 
     def audit(self, control: Control, at_ms: int) -> None:
@@ -330,7 +213,6 @@ class _Writes:
 
     def remember(self, control: Control, reply: dict[str, Any], at_ms: int) -> None:
         p = self.params
-        p["c_room"].append(control.room)
         p["c_user_id"].append(control.env.user.id)
         p["c_request_id"].append(control.env.id)
         p["c_command"].append(control.command)
@@ -339,17 +221,6 @@ class _Writes:
 
 
 Alone = Callable[[Control], Awaitable[dict[str, Any]]]
-
-
-@dataclass(slots=True)
-class _Group:
-    """A group's outcome: what was applied, what the ordinary path must take, and what was
-    applied to (or refused by) a remembered room that may have changed: to read and apply
-    again."""
-
-    applied: list[_Applied] = field(default_factory=list)
-    leftover: list[Control] = field(default_factory=list)
-    stale: list[Control] = field(default_factory=list)
 
 
 class GroupCommitter:
@@ -369,7 +240,6 @@ class GroupCommitter:
         self._running: set[asyncio.Task[None]] = set()
         self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._idle: list[psycopg.AsyncConnection[Any]] = []  # one per group in flight at most
-        self._known = _Known()
 
     async def submit(self, control: Control) -> dict[str, Any]:
         """Apply `control` in the next group; its reply (or its error)."""
@@ -426,28 +296,26 @@ class GroupCommitter:
             attributes={"sharetube.group_size": len(group)},
         ):
             try:
-                outcome = await self._transaction(group)
+                applied, leftover, after = await self._transaction(group)
             except Exception as exc:
                 if not (bus.is_outage(exc) or isinstance(exc, psycopg.OperationalError)):
                     log.warning("control group of %d rolled back: %r", len(group), exc)
                 LEFT_ALONE.labels("group_failed").inc(len(group))
-                for control in group:
-                    self._known.forget(control.room)
-                outcome = _Group(leftover=list(group))
-        for applied in outcome.applied:
-            self._schedule(applied.control.room, applied.deadline_ms)
-        for applied in outcome.applied:
-            if applied.event is not None:
-                token = otel_context.attach(applied.control.trace_context)
+                applied, leftover, after = [], list(group), {}
+        for room, deadline in after.items():
+            self._schedule(room, deadline)
+        for outcome in applied:
+            if outcome.event is not None:
+                token = otel_context.attach(outcome.control.trace_context)
                 try:
-                    await self._publish([applied.event])
+                    await self._publish([outcome.event])
                 except Exception:  # committed: members see it on their next resync
-                    log.exception("playback event of %s not published", applied.control.room)
+                    log.exception("playback event of %s not published", outcome.control.room)
                 finally:
                     otel_context.detach(token)
-            applied.control.done.set_result(applied.reply)
-        if outcome.leftover:
-            await asyncio.gather(*(self._run_alone(c) for c in outcome.leftover))
+            outcome.control.done.set_result(outcome.reply)
+        if leftover:
+            await asyncio.gather(*(self._run_alone(c) for c in leftover))
 
     async def _run_alone(self, control: Control) -> None:
         token = otel_context.attach(control.trace_context)
@@ -459,95 +327,50 @@ class GroupCommitter:
         finally:
             otel_context.detach(token)
 
-    async def _transaction(self, group: list[Control]) -> _Group:
-        """Apply the group in one transaction: one round trip (lock, checked write, commit)
-        when every room and caller is known, else two (lock and read, then write and commit).
-        A known room that changed since is read and applied again in a second transaction."""
+    async def _transaction(
+        self, group: list[Control]
+    ) -> tuple[list[_Applied], list[Control], dict[str, int | None]]:
+        """Lock, read, apply and write the group: what was applied, what the ordinary path
+        must take, and each written room's next deadline. Two round trips in pipeline mode:
+        BEGIN with the lock and the read, then the write with COMMIT."""
+        applied: list[_Applied] = []
+        leftover: list[Control] = []
         pg = self._idle.pop() if self._idle else await self._connect()
         try:
-            remembered = [self._known.row(c.room, c.env.user.id) for c in group]
-            if all(row is not None for row in remembered):
-                GROUP_READS.labels("remembered").inc()
-                outcome = await self._apply_group(pg, group, remembered)
-                if outcome.stale:
-                    GROUP_READS.labels("stale").inc()
-                    again = await self._apply_group(pg, outcome.stale, None)
-                    outcome.applied += again.applied
-                    outcome.leftover += again.leftover + again.stale
-            else:
-                GROUP_READS.labels("read").inc()
-                outcome = await self._apply_group(pg, group, None)
-                outcome.leftover += outcome.stale  # read under the lock: cannot be stale
+            async with pg.pipeline(), pg.cursor(row_factory=namedtuple_row) as cur:
+                rooms = [c.room for c in group]
+                await pg.execute(_LOCK, {"rooms": rooms})  # sent with the read: one round trip
+                await cur.execute(_READ, {"rooms": rooms, "users": [c.env.user.id for c in group]})
+                rows = {row.code: row for row in await cur.fetchall()}
+                writes = _Writes()
+                now = now_ms()
+                for control in group:
+                    row = rows.get(control.room)
+                    outcome = None if row is None else _apply(control, row, now, writes)
+                    if outcome is None:
+                        LEFT_ALONE.labels("no_room" if row is None else "refused").inc()
+                        leftover.append(control)
+                    else:
+                        applied.append(outcome)
+                if applied:
+                    await cur.execute(_WRITE, writes.params)
+                await pg.commit()
         except BaseException:
             await self._discard_or_keep(pg)
             raise
         self._idle.append(pg)
-        return outcome
-
-    async def _apply_group(
-        self, pg: psycopg.AsyncConnection[Any], group: list[Control], remembered: list[Any] | None
-    ) -> _Group:
-        """One transaction in pipeline mode: the lock (and the read, unless each room is
-        `remembered`), the controls applied in Python, the write and the commit."""
-        outcome = _Group()
-        rooms = [c.room for c in group]
-        async with pg.pipeline(), pg.cursor(row_factory=namedtuple_row) as cur:
-            await pg.execute(_LOCK, {"rooms": rooms})  # sent with what follows
-            if remembered is None:
-                await cur.execute(_READ, {"rooms": rooms, "users": [c.env.user.id for c in group]})
-                read = {row.code: row for row in await cur.fetchall()}  # the round trip
-                rows = [read.get(room) for room in rooms]
-            else:
-                rows = remembered
-            writes = _Writes()
-            now = now_ms()
-            for control, row in zip(group, rows, strict=True):
-                if remembered is None:
-                    if row is None:
-                        self._known.forget(control.room)
-                    else:
-                        self._known.read(row)
-                applied = None if row is None else _apply(control, row, now, writes)
-                if applied is not None:
-                    outcome.applied.append(applied)
-                elif remembered is not None:
-                    # Refused by the room as remembered: it may have changed since (a video
-                    # loaded, a member promoted). Read it, and decide again.
-                    self._known.forget(control.room)
-                    outcome.stale.append(control)
-                else:
-                    LEFT_ALONE.labels("no_room" if row is None else "refused").inc()
-                    outcome.leftover.append(control)
-            if outcome.applied:
-                await cur.execute(_WRITE, writes.params)
-            await pg.commit()
-            written = {row.room: row for row in await cur.fetchall()} if outcome.applied else {}
-        applied_now = []
-        for applied in outcome.applied:
-            room = applied.control.room
-            result = written.get(room)
-            if result is None or (applied.data is not None and result.v is None):
-                self._known.forget(room)
-                outcome.stale.append(applied.control)
-                continue
-            if applied.values is not None:
-                self._known.wrote(room, applied.values, result.xmin, int(result.playback_v))
-            if applied.data is not None:
-                payload = events.encode("playback", room, int(result.v), applied.data)
-                applied.event = Published(events.subject_for("playback", room), payload)
-            applied_now.append(applied)
-        outcome.applied = applied_now
-        return outcome
+        after = {a.control.room: a.deadline_ms for a in applied}
+        return applied, leftover, after
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         """The committer's own connections: skipping the pool skips its checkout ping and
         bookkeeping on every group.
 
-        Generic plans: psycopg prepares the three statements, but PostgreSQL kept planning
-        the write anew for every group (its generic plan, costed for ten rows per array,
-        looked dearer than a plan for the actual one), and planning it took longer than
-        running it (0.55 ms against 0.40). These statements only join on primary keys and
-        the live-players index, so one plan serves every group."""
+        Generic plans: psycopg prepares the statements, but PostgreSQL kept planning the
+        write anew for every group (its generic plan, costed for ten rows per array, looked
+        dearer than a plan for the actual rows), and planning it took longer than running it
+        (0.55 ms against 0.40). These statements only join on primary keys and the
+        live-players index, so one plan serves every group."""
         return await psycopg.AsyncConnection.connect(
             self._dsn, connect_timeout=5, options="-c plan_cache_mode=force_generic_plan"
         )
@@ -565,9 +388,8 @@ class GroupCommitter:
 
 
 def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | None:
-    """Apply one control to its room as read (or remembered), queueing its writes; None
-    leaves it to the ordinary path (refused, or its transition raised: that path raises it
-    again, on the room as stored)."""
+    """Apply one control to its room as read, queueing its writes; None leaves it to the
+    ordinary path (refused, or its transition raised: that path raises it again)."""
     user = control.env.user
     standing = standing_of(row.owner_id, user.id, membership_of(row))
     if decide(control.command, standing, row.control_mode, user.admin) is not None:
@@ -581,18 +403,20 @@ def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | 
     room = control.room
     contract = changed.to_contract()
     data = contract.model_dump()
-    seen = contract != state.to_contract()  # members see it: a new version and an event
-    if seen:
-        writes.new_version(room)
-    values = None
+    v, playback_v = int(row.seq_v), int(row.playback_v)
+    event = None
+    if contract != state.to_contract():
+        v += 1
+        playback_v = v
+        event = Published(
+            events.subject_for("playback", room), events.encode("playback", room, v, data)
+        )
+        writes.version(room, v)
     if changed != state:
         # Also when only bookkeeping clients never see changed (who is ready, who is in an
-        # ad): stored without an event or a new version, as RoomTx does. A new version is
-        # the written `playback_v` (the statement counts it).
-        values = repo.playback_values(changed, int(row.playback_v))
-        writes.playback(room, values)
-    writes.applied_to(control, row)
+        # ad): stored without an event or a new version, as RoomTx does.
+        writes.playback(room, changed, playback_v)
     reply = {"playback": data}
     writes.audit(control, now)
     writes.remember(control, reply, now)
-    return _Applied(control, reply, data if seen else None, changed.deadline_ms, values)
+    return _Applied(control, reply, event, changed.deadline_ms)
