@@ -1,6 +1,6 @@
-"""A room's live players by room: every playback control reads them (and checks them again
-when it writes). Without this index PostgreSQL took them from the index of all live sessions
-(`away_since_ms IS NULL`) and filtered by room, so a control's cost grew with every socket in
+"""A room's live players by room: every playback control and every locked room command
+reads them. Without this index PostgreSQL took them from the index of all live sessions
+(`away_since_ms IS NULL`) and filtered by room, so a command's cost grew with every socket in
 every room.
 
 Revision ID: 0006
