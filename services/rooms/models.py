@@ -63,8 +63,8 @@ class RoomSession(Base):
     __tablename__ = "rooms_sessions"
     # A room's sessions are read by every command (live players, presence); the primary key
     # starts with the socket, so without this each read scanned every room's sessions.
-    # A room's live players are read by every playback control (controls.py): by room, in
-    # `conn` order, from this index alone.
+    # A room's live players are read by every playback control (controls.py) and locked
+    # command (repository.lock_room): by room, from this index alone.
     __table_args__ = (
         Index("ix_rooms_sessions_room_user", "room", "user_id"),
         Index(
