@@ -3,7 +3,8 @@
 from typing import Any
 
 import orjson
-from sqlalchemy import LargeBinary, bindparam, delete, select, text, update
+from sqlalchemy import BigInteger, LargeBinary, String, bindparam, delete, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,38 +33,67 @@ async def get_message(conn: AsyncConnection, room: str, message_id: str) -> Any 
     return (await conn.execute(stmt)).first()
 
 
-# A message in one statement: the room's next version (its row lock, held to the end of
-# the statement, serialises it with every other change of the room), the message at that
-# version, the chat version, and the reply under the request id. Autocommitted, it is as
-# atomic as a transaction: a request id already remembered fails it whole.
+# Messages in one statement, each in its own room (chat's room lock and sends.py keep one
+# per room): each room's next version (its row lock, held to the end of the statement,
+# serialises it with every other change of the room), the message at that version, the chat
+# version, and the reply under the request id. Autocommitted, it is as atomic as a
+# transaction: a request id already remembered fails it whole.
+# The rooms' sequence rows are locked in room order first (as every group of rooms and chat
+# does), so two groups cannot deadlock; after a wait, `v + 1` is taken from the row as its
+# last holder left it.
 _SEND = text(
     """
-WITH seq AS (
-  UPDATE room_seq SET v = v + 1 WHERE room = :room RETURNING v
+WITH input AS (
+  SELECT * FROM unnest(:rooms, :ids, :user_ids, :names, :texts, :at_ms, :request_ids, :replies)
+         AS i(room, id, user_id, name, text, at_ms, request_id, reply)
+), locked AS (
+  SELECT q.room FROM room_seq q WHERE q.room = ANY(:rooms) ORDER BY q.room FOR UPDATE
+), seq AS (
+  UPDATE room_seq q SET v = q.v + 1
+  FROM input i WHERE q.room = i.room AND q.room IN (SELECT room FROM locked)
+  RETURNING q.room, q.v
 ), message AS (
   INSERT INTO chat_messages (id, room, v, user_id, name, text, at_ms)
-  SELECT :id, :room, seq.v, :user_id, :name, :text, :at_ms FROM seq
+  SELECT i.id, i.room, seq.v, i.user_id, i.name, i.text, i.at_ms FROM input i JOIN seq USING (room)
 ), version AS (
-  INSERT INTO chat_rooms (room, chat_v) SELECT :room, seq.v FROM seq
+  INSERT INTO chat_rooms (room, chat_v) SELECT seq.room, seq.v FROM seq
   ON CONFLICT (room) DO UPDATE SET chat_v = excluded.chat_v
 ), remembered AS (
   INSERT INTO chat_commands (user_id, request_id, command, reply, at_ms)
-  SELECT :user_id, :request_id, 'send', :reply, :at_ms FROM seq
+  SELECT i.user_id, i.request_id, 'send', i.reply, i.at_ms FROM input i JOIN seq USING (room)
 )
-SELECT v FROM seq
+SELECT room, v FROM seq
 """
-).bindparams(bindparam("reply", type_=LargeBinary))
+).bindparams(
+    bindparam("rooms", type_=ARRAY(String)),
+    bindparam("ids", type_=ARRAY(String)),
+    bindparam("user_ids", type_=ARRAY(String)),
+    bindparam("names", type_=ARRAY(String)),
+    bindparam("texts", type_=ARRAY(String)),
+    bindparam("at_ms", type_=ARRAY(BigInteger)),
+    bindparam("request_ids", type_=ARRAY(String)),
+    bindparam("replies", type_=ARRAY(LargeBinary)),
+)
 
 
-async def send_message(
-    conn: AsyncConnection, room: str, message: ChatMessage, request_id: str, reply: Any
-) -> int | None:
-    """Store `message` at the room's next version (PostgreSQL); that version, or None
-    when there is no such room. A remembered request id raises IntegrityError."""
-    params = {**message.model_dump(), "room": room, "request_id": request_id}
-    params["reply"] = orjson.dumps(reply)
-    v = (await conn.execute(_SEND, params)).scalar()
-    return None if v is None else int(v)
+async def send_messages(
+    conn: AsyncConnection, sends: list[tuple[str, ChatMessage, str, Any]]
+) -> dict[str, int]:
+    """Store each (room, message, request id, reply) at its room's next version
+    (PostgreSQL); the version by room, without the rooms that do not exist. A remembered
+    request id raises IntegrityError."""
+    params: dict[str, list[Any]] = {
+        "rooms": [room for room, _, _, _ in sends],
+        "ids": [m.id for _, m, _, _ in sends],
+        "user_ids": [m.user_id for _, m, _, _ in sends],
+        "names": [m.name for _, m, _, _ in sends],
+        "texts": [m.text for _, m, _, _ in sends],
+        "at_ms": [m.at_ms for _, m, _, _ in sends],
+        "request_ids": [rid for _, _, rid, _ in sends],
+        "replies": [orjson.dumps(reply) for _, _, _, reply in sends],
+    }
+    rows = (await conn.execute(_SEND, params)).all()
+    return {row.room: int(row.v) for row in rows}
 
 
 def mark_deleted(message_id: str, by: str, at_ms: int) -> Any:

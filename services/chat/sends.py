@@ -6,11 +6,11 @@ takes well under a millisecond), and every later message of its room queued behi
 800 ms, some sends timing out). With one connection per service the stalls were gone. So,
 as rooms does for playback controls (services/rooms/controls.py): every message that arrives
 while a group is in the database joins the next group, and a group is one autocommitted
-statement over arrays (each room's next version, the messages, the chat versions and the
-remembered replies).
+statement over arrays (`repository.send_messages`: each room's next version, the messages,
+the chat versions and the remembered replies).
 
 A group fails whole when one of its request ids is already remembered (a retried send);
-then each of its messages goes alone (`repository.send_message`), which answers the retry
+then each of its messages goes alone, which answers the retry
 as before. The caller holds the room's lock (`KeyedLocks`), and a group takes one message of
 a room at most, so a room's messages keep their order.
 """
@@ -20,13 +20,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from prometheus_client import Histogram
-from sqlalchemy import LargeBinary, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.types import BigInteger, String
 
 from services.common.contracts.models import ChatMessage
 
@@ -40,43 +36,6 @@ GROUP_SIZE = Histogram(
     "sharetube_chat_send_group_size",
     "Chat messages stored together in one statement",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-)
-
-# The rooms' sequence rows are locked in room order first (as every group of rooms and chat
-# does), so two groups cannot deadlock; after a wait, `v + 1` is taken from the row as its
-# last holder left it.
-_SEND_MANY = text(
-    """
-WITH input AS (
-  SELECT * FROM unnest(:rooms, :ids, :user_ids, :names, :texts, :at_ms, :request_ids, :replies)
-         AS i(room, id, user_id, name, text, at_ms, request_id, reply)
-), locked AS (
-  SELECT q.room FROM room_seq q WHERE q.room = ANY(:rooms) ORDER BY q.room FOR UPDATE
-), seq AS (
-  UPDATE room_seq q SET v = q.v + 1
-  FROM input i WHERE q.room = i.room AND q.room IN (SELECT room FROM locked)
-  RETURNING q.room, q.v
-), message AS (
-  INSERT INTO chat_messages (id, room, v, user_id, name, text, at_ms)
-  SELECT i.id, i.room, seq.v, i.user_id, i.name, i.text, i.at_ms FROM input i JOIN seq USING (room)
-), version AS (
-  INSERT INTO chat_rooms (room, chat_v) SELECT seq.room, seq.v FROM seq
-  ON CONFLICT (room) DO UPDATE SET chat_v = excluded.chat_v
-), remembered AS (
-  INSERT INTO chat_commands (user_id, request_id, command, reply, at_ms)
-  SELECT i.user_id, i.request_id, 'send', i.reply, i.at_ms FROM input i JOIN seq USING (room)
-)
-SELECT room, v FROM seq
-"""
-).bindparams(
-    bindparam("rooms", type_=ARRAY(String)),
-    bindparam("ids", type_=ARRAY(String)),
-    bindparam("user_ids", type_=ARRAY(String)),
-    bindparam("names", type_=ARRAY(String)),
-    bindparam("texts", type_=ARRAY(String)),
-    bindparam("at_ms", type_=ARRAY(BigInteger)),
-    bindparam("request_ids", type_=ARRAY(String)),
-    bindparam("replies", type_=ARRAY(LargeBinary)),
 )
 
 
@@ -101,7 +60,7 @@ class SendGroups:
         self, room: str, message: ChatMessage, request_id: str, reply: Any
     ) -> int | None:
         """Store `message` at the room's next version; that version, or None when there is
-        no such room. A remembered request id raises IntegrityError (as `send_message`)."""
+        no such room. A remembered request id raises IntegrityError."""
         done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._waiting.append(Send(room, message, request_id, reply, done))
         self._start()
@@ -136,27 +95,14 @@ class SendGroups:
                     send.done.set_exception(exc)
 
     async def _together(self, group: list[Send]) -> dict[str, int]:
-        params: dict[str, list[Any]] = {
-            "rooms": [s.room for s in group],
-            "ids": [s.message.id for s in group],
-            "user_ids": [s.message.user_id for s in group],
-            "names": [s.message.name for s in group],
-            "texts": [s.message.text for s in group],
-            "at_ms": [s.message.at_ms for s in group],
-            "request_ids": [s.request_id for s in group],
-            "replies": [orjson.dumps(s.reply) for s in group],
-        }
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_SEND_MANY, params)).all()
-        return {row.room: int(row.v) for row in rows}
+            return await repo.send_messages(
+                conn, [(s.room, s.message, s.request_id, s.reply) for s in group]
+            )
 
     async def _alone(self, send: Send) -> None:
         try:
-            async with self._engine.connect() as conn:
-                v = await repo.send_message(
-                    conn, send.room, send.message, send.request_id, send.reply
-                )
-            _settle(send, v)
+            _settle(send, (await self._together([send])).get(send.room))
         except Exception as exc:
             if not send.done.done():
                 send.done.set_exception(exc)
