@@ -132,11 +132,15 @@ class RoomChannel:
         self._arm()
 
     def _fan_out(self, frame: bytes) -> None:
-        """The same bytes to every member: framed once, no copy or task per socket."""
+        """The same bytes to every member: framed once, no copy or task per socket, and
+        pushed straight to the transport of each open socket that holds no events."""
         started = time.perf_counter()
         code = self.code
         for conn in self.members:
-            conn.deliver(code, frame)
+            if conn.closed or conn.holding:
+                conn.deliver(code, frame)  # held for a snapshot, or ignored once closed
+            else:
+                conn.push(frame)
         metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
 
     def close(self) -> None:

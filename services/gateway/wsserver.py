@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -54,6 +55,7 @@ class ClientSocket(asyncio.Protocol):
         "_close_timer",
         "_fragments",
         "_heartbeat",
+        "_overflowed",
         "_ping_payload",
         "_response",
         "_server_state",
@@ -73,6 +75,7 @@ class ClientSocket(asyncio.Protocol):
         self._heartbeat: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._overflowed: Callable[[], None] | None = None
         self._response: Any = None  # the 101 to send once the socket is admitted
 
     # -- the transport's side --------------------------------------------------------------
@@ -125,6 +128,20 @@ class ClientSocket(asyncio.Protocol):
     def buffered(self) -> int:
         assert self.transport is not None
         return self.transport.get_write_buffer_size()
+
+    def bounded_writer(
+        self, max_bytes: int, overflowed: Callable[[], None]
+    ) -> Callable[[bytes], None]:
+        """The transport's own write; past `max_bytes` unsent, the transport pauses this
+        protocol (`pause_writing`), which calls `overflowed`."""
+        assert self.transport is not None
+        self._overflowed = overflowed
+        self.transport.set_write_buffer_limits(high=max_bytes)
+        return self.transport.write
+
+    def pause_writing(self) -> None:
+        if self._overflowed is not None:
+            self._overflowed()
 
     def close(self, code: int, reason: str) -> None:
         if self.transport is None or self.transport.is_closing():

@@ -1,10 +1,13 @@
 """A socket's sends: frames in order, the byte bound on the unread backlog, held room events."""
 
+from collections.abc import Callable
+
 import pytest
 
 from services.common.contracts.errors import CloseCode
 from services.common.contracts.models import UserRef
 from services.gateway.connection import Connection
+from services.gateway.hub import RoomChannel
 from services.gateway.wire import text_frame
 
 ROOM = "AbC123"
@@ -19,11 +22,25 @@ class FakeSocket:
         self.backlog = 0  # bytes the transport holds because the client does not read
         self.closes: list[tuple[int, str]] = []
         self.stalled = False  # the client stopped reading: what is written stays buffered
+        self.high: int | None = None  # the transport's bound, once bounded_writer set it
+        self.overflowed: Callable[[], None] | None = None
 
     def write(self, frame: bytes) -> None:
         self.written.append(frame)
         if self.stalled:
             self.backlog += len(frame)
+
+    def bounded_writer(
+        self, max_bytes: int, overflowed: Callable[[], None]
+    ) -> Callable[[bytes], None]:
+        self.high, self.overflowed = max_bytes, overflowed
+        return self._push
+
+    def _push(self, frame: bytes) -> None:
+        """As the transport does: write, then call back when the backlog passed the bound."""
+        self.write(frame)
+        if self.high is not None and self.backlog > self.high and self.overflowed is not None:
+            self.overflowed()
 
     def buffered(self) -> int:
         return self.backlog
@@ -190,3 +207,52 @@ def test_held_events_count_against_the_bound_when_released() -> None:
     assert conn.closed
     assert sock.texts == [f"e{i}" for i in range(7)]
     assert sock.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
+
+
+# -- the room fan-out (hub.RoomChannel), which pushes past send_frame --------------------------
+
+
+def fan_out(*conns: Connection) -> RoomChannel:
+    channel = RoomChannel(ROOM, 0.05)
+    channel.members.update(conns)
+    channel.settle(0)
+    return channel
+
+
+def room_event(v: int, size: int = 0) -> bytes:
+    return text_frame(
+        b'{"type":"playback","room":"%s","v":%d,"x":"%s"}' % (ROOM.encode(), v, b"x" * size)
+    )
+
+
+async def test_the_fan_out_pushes_one_frame_to_every_open_socket() -> None:
+    (a, sock_a), (b, sock_b) = connection(), connection()
+    fan_out(a, b).on_event(1, frame := room_event(1))
+    assert sock_a.written == [frame] and sock_b.written == [frame]
+    assert sock_a.written[0] is sock_b.written[0]  # framed once for the room
+
+
+async def test_the_fan_out_holds_for_a_snapshot_and_skips_a_closed_socket() -> None:
+    (waiting, sock_w), (gone, sock_g) = connection(), connection()
+    gone.drop(CloseCode.GOING_AWAY, "bye")
+    waiting.hold(ROOM)
+    channel = fan_out(waiting, gone)
+    channel.on_event(1, room_event(1))
+    assert sock_w.written == [] and sock_g.written == []
+    waiting.send("snapshot")
+    waiting.release(ROOM)
+    assert sock_w.texts[0] == "snapshot" and len(sock_w.written) == 2
+    channel.on_event(2, room_event(2))  # pushed now that nothing is held
+    assert len(sock_w.written) == 3 and sock_g.written == []
+
+
+async def test_the_fan_out_drops_a_stalled_socket_once_past_its_bound() -> None:
+    (slow, sock_s), (fine, sock_f) = connection(max_bytes=100), connection(max_bytes=100)
+    sock_s.stalled = True
+    channel = fan_out(slow, fine)
+    for v in range(1, 6):
+        channel.on_event(v, room_event(v, size=20))  # 59 bytes framed
+    assert slow.closed
+    assert sock_s.closes == [(CloseCode.SLOW_CONSUMER, "send buffer full")]
+    assert len(sock_s.written) == 2  # 118 bytes: one frame past the bound, then no more
+    assert len(sock_f.written) == 5 and not fine.closed

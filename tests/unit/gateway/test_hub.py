@@ -19,6 +19,12 @@ class FakeConn:
 
     def __init__(self) -> None:
         self.got: list[tuple[str, str]] = []
+        self.closed = False
+        self.holding = None
+
+    def push(self, frame: bytes) -> None:
+        """The transport's write, taken by the fan-out for an open socket holding nothing."""
+        self.deliver(ROOM, frame)
 
     def deliver(self, room: str, frame: str | bytes) -> None:
         # The hub hands over WebSocket frames (wire.text_frame) off the bus, and the test's

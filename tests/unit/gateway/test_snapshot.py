@@ -28,6 +28,9 @@ class FakeSocket:
     def buffered(self) -> int:
         return 0
 
+    def bounded_writer(self, max_bytes: int, overflowed: Any) -> Any:
+        return self.write
+
     def close(self, code: int, reason: str) -> None:
         pass
 
