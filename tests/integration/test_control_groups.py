@@ -5,6 +5,7 @@ that is gone are answered as the ordinary path answers them; one room's controls
 arrival order."""
 
 import asyncio
+import re
 from typing import Any
 
 import orjson
@@ -156,3 +157,57 @@ def test_sqlite_has_no_groups() -> None:
 
     rooms = RoomsService(SqliteEngine(), None, None)  # type: ignore[arg-type]
     assert rooms.controls is None
+
+
+def positional(statement: str, params: dict[str, Any]) -> str:
+    """`%(name)s` placeholders as PostgreSQL's `$n`, for EXPLAIN (GENERIC_PLAN)."""
+    order = list(params)
+    return re.sub(r"%\((\w+)\)s", lambda m: f"${order.index(m.group(1)) + 1}", statement)
+
+
+MANY_ROOMS = 3000  # where the generic plans turned to sequential scans before
+
+
+async def test_a_groups_statements_find_their_rows_by_key_among_many_rooms(
+    engine: AsyncEngine,
+) -> None:
+    """The committer's connections plan each statement once for every group (generic
+    plans), costed for 10-100 rows a group: with a few thousand rooms such a plan read whole
+    tables into hash joins, so a control cost more with every room. It must use the keys."""
+    rooms, _bus = rooms_service(engine)
+    assert rooms.controls is not None
+    code = await loaded(rooms, user("owner"))
+    prefix = f"zz{code[:4]}"
+    async with engine.begin() as conn:
+        for table, key in (("rooms_rooms", "code"), ("room_seq", "room")):
+            await conn.exec_driver_sql(
+                f"INSERT INTO {table} SELECT (jsonb_populate_record(t, jsonb_build_object("
+                f"'{key}', '{prefix}' || g))).* FROM {table} t, generate_series(1, {MANY_ROOMS}) g "
+                f"WHERE t.{key} = %(code)s",
+                {"code": code},
+            )
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("ANALYZE room_seq, rooms_rooms")
+            await conn.commit()
+        pg = await rooms.controls._connect()
+        try:
+            plans = {}
+            for name, statement, params in (
+                ("lock", controls._LOCK, {"rooms": [code]}),
+                ("read", controls._READ, {"rooms": [code], "users": ["u"]}),
+                ("write", controls._WRITE, controls._Writes().params),
+            ):
+                cur = await pg.execute(f"EXPLAIN (GENERIC_PLAN) {positional(statement, params)}")
+                plans[name] = "\n".join(row[0] for row in await cur.fetchall())
+        finally:
+            await pg.close()
+        for name, plan in plans.items():
+            assert "Seq Scan" not in plan, f"{name}:\n{plan}"
+    finally:
+        async with engine.begin() as conn:
+            for table, key in (("rooms_rooms", "code"), ("room_seq", "room")):
+                await conn.exec_driver_sql(
+                    f"DELETE FROM {table} WHERE {key} LIKE %(like)s", {"like": f"{prefix}%"}
+                )
+        await rooms.aclose()
