@@ -10,7 +10,7 @@ transaction whatever its size:
    replicas' groups cannot deadlock), and the next reads each room, its live players and the
    caller's membership as the lock's previous holder left them (both in one round trip);
 2. the controls are authorised and applied in Python, in arrival order;
-3. one statement of data-modifying CTEs over arrays writes every changed room, every room's
+3. one statement of data-modifying CTEs over JSON rows writes every changed room, every room's
    new version, the audit entries and the idempotency records; one commit.
 
 Then each control's event is published (with its own trace context) and it is answered.
@@ -155,22 +155,22 @@ class _Writes:
     """The rows of one group's write statement, by table."""
 
     def __init__(self) -> None:
-        self.seq: list[dict[str, Any]] = []
+        self.seq_rows: list[dict[str, Any]] = []
         self.playback_rows: list[dict[str, Any]] = []
         self.audit_rows: list[dict[str, Any]] = []
-        self.commands: list[dict[str, Any]] = []
+        self.command_rows: list[dict[str, Any]] = []
 
     @property
     def params(self) -> dict[str, str]:
         return {
-            "seq": orjson.dumps(self.seq).decode(),
+            "seq": orjson.dumps(self.seq_rows).decode(),
             "playback": orjson.dumps(self.playback_rows).decode(),
             "audit": orjson.dumps(self.audit_rows).decode(),
-            "commands": orjson.dumps(self.commands).decode(),
+            "commands": orjson.dumps(self.command_rows).decode(),
         }
 
     def version(self, room: str, v: int) -> None:
-        self.seq.append({"room": room, "v": v})
+        self.seq_rows.append({"room": room, "v": v})
 
     def playback(self, room: str, state: PlaybackState, playback_v: int) -> None:
         self.playback_rows.append({"code": room, **repo.playback_values(state, playback_v)})
@@ -189,7 +189,7 @@ class _Writes:
         )
 
     def remember(self, control: Control, reply: dict[str, Any], at_ms: int) -> None:
-        self.commands.append(
+        self.command_rows.append(
             {
                 "user_id": control.env.user.id,
                 "request_id": control.env.id,
