@@ -48,8 +48,7 @@ class ChatService:
         self.commands = CommandLog(ChatCommand.__table__)
         # PostgreSQL sends a message in one statement; elsewhere in a transaction.
         postgres = engine is not None and engine.dialect.name == "postgresql"
-        self._single_statements = db.single_statements(engine) if postgres else None
-        self._sends = SendGroups(self._single_statements) if self._single_statements else None
+        self._sends = SendGroups(db.single_statements(engine)) if postgres else None
         # Serialise a room's commands in this replica, so they queue here rather than each
         # holding a pooled connection while waiting for the room's row lock.
         self._locks = KeyedLocks()
