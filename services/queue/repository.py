@@ -1,12 +1,14 @@
 """All of the queue service's SQL."""
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from psycopg.rows import namedtuple_row
+from sqlalchemy import and_, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import sequencer
-from services.common.contracts.models import QueueEntry
+from services.common.contracts.errors import ErrorCode, ServiceError
 
 from .models import QueueEntryRow, QueueRoom
 
@@ -14,34 +16,126 @@ _entries = QueueEntryRow.__table__
 _rooms = QueueRoom.__table__
 
 
-def to_contract(row: Any) -> QueueEntry:
-    return QueueEntry(
-        id=row.id,
-        video_id=row.video_id,
-        title=row.title,
-        duration_ms=row.duration_ms,
-        thumbnail=row.thumbnail,
-        added_by=row.added_by,
-        added_by_name=row.added_by_name,
+@dataclass(slots=True)
+class Entry:
+    """A queued entry as the service keeps it while it holds the room's lock."""
+
+    id: str
+    video_id: str
+    title: str | None
+    duration_ms: int | None
+    thumbnail: str | None
+    added_by: str
+    added_by_name: str
+    pos: int  # its order among the queued entries (gaps are fine: only the order counts)
+
+    def contract(self) -> dict[str, Any]:
+        """The wire form (the fields of contracts.models.QueueEntry)."""
+        return {
+            "id": self.id,
+            "video_id": self.video_id,
+            "title": self.title,
+            "duration_ms": self.duration_ms,
+            "thumbnail": self.thumbnail,
+            "added_by": self.added_by,
+            "added_by_name": self.added_by_name,
+        }
+
+
+@dataclass(slots=True)
+class RoomQueue:
+    """One room's queue state and its queued entries, in order, as read in one statement."""
+
+    stored: bool  # its queue_rooms row exists (written by the first change)
+    current_entry_id: str | None
+    queue_v: int
+    entries: list[Entry]
+
+
+_ENTRY_COLUMNS = (
+    _entries.c.id,
+    _entries.c.video_id,
+    _entries.c.title,
+    _entries.c.duration_ms,
+    _entries.c.thumbnail,
+    _entries.c.added_by,
+    _entries.c.added_by_name,
+    _entries.c.pos,
+)
+
+# The room's state and its queued entries in one statement (one row per entry, or one row of
+# NULL entry columns for an empty queue). An entry is only written by a change, and a change
+# always writes the room's row, so a room without one has no entries either.
+_READ_ROOM = (
+    select(_rooms.c.current_entry_id, _rooms.c.queue_v, *_ENTRY_COLUMNS)
+    .select_from(
+        _rooms.outerjoin(
+            _entries, and_(_entries.c.room == _rooms.c.room, _entries.c.state == "queued")
+        )
+    )
+    .where(_rooms.c.room == bindparam("room"))
+    .order_by(_entries.c.pos, _entries.c.created_at_ms)
+)
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(
+        row.id,
+        row.video_id,
+        row.title,
+        row.duration_ms,
+        row.thumbnail,
+        row.added_by,
+        row.added_by_name,
+        row.pos,
     )
 
 
-async def queued(conn: AsyncConnection, room: str) -> list[Any]:
-    rows = await conn.execute(
-        select(_entries)
-        .where(_entries.c.room == room, _entries.c.state == "queued")
-        .order_by(_entries.c.pos, _entries.c.created_at_ms)
-    )
-    return list(rows)
+# The same two statements in PostgreSQL's text, sent together (see `lock_and_read`).
+_LOCK_SQL = "SELECT v FROM room_seq WHERE room = %(room)s FOR UPDATE"
+_READ_ROOM_SQL = """
+SELECT q.current_entry_id, q.queue_v, e.id, e.video_id, e.title, e.duration_ms, e.thumbnail,
+       e.added_by, e.added_by_name, e.pos
+FROM queue_rooms q
+LEFT JOIN queue_entries e ON e.room = q.room AND e.state = 'queued'
+WHERE q.room = %(room)s
+ORDER BY e.pos, e.created_at_ms
+"""
 
 
-async def count_queued(conn: AsyncConnection, room: str) -> int:
-    stmt = select(func.count()).where(_entries.c.room == room, _entries.c.state == "queued")
-    return int((await conn.execute(stmt)).scalar_one())
+async def lock_and_read(conn: AsyncConnection, room: str) -> tuple[int, RoomQueue]:
+    """Take the room's lock, then read its queue as the lock's previous holder left it: the
+    room's version and its queue. On PostgreSQL both statements (and the transaction's BEGIN)
+    go in one round trip, in psycopg's pipeline mode; the read is a statement of its own, so
+    its snapshot is taken once the lock is held."""
+    if conn.dialect.name != "postgresql":
+        v = await sequencer.lock(conn, room)
+        return v, await read_room(conn, room)
+    driver = (await conn.get_raw_connection()).driver_connection
+    async with driver.pipeline(), driver.cursor(row_factory=namedtuple_row) as cur:
+        locked = await driver.execute(_LOCK_SQL, {"room": room})
+        await cur.execute(_READ_ROOM_SQL, {"room": room})
+        rows = await cur.fetchall()
+        seq = await locked.fetchone()
+    if seq is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
+    return int(seq[0]), _room_queue(rows)
+
+
+async def read_room(conn: AsyncConnection, room: str) -> RoomQueue:
+    return _room_queue(list(await conn.execute(_READ_ROOM, {"room": room})))
+
+
+def _room_queue(rows: list[Any]) -> RoomQueue:
+    if not rows:
+        return RoomQueue(stored=False, current_entry_id=None, queue_v=0, entries=[])
+    first = rows[0]
+    entries = [_entry(row) for row in rows if row.id is not None]
+    return RoomQueue(True, first.current_entry_id, int(first.queue_v), entries)
 
 
 async def count_queued_in(conn: AsyncConnection, rooms: list[str]) -> dict[str, int]:
-    """`count_queued` for many rooms in one query; rooms with nothing queued are absent."""
+    """Queued entries of many rooms in one query; rooms with nothing queued are absent."""
     if not rooms:
         return {}
     stmt = (
@@ -52,37 +146,39 @@ async def count_queued_in(conn: AsyncConnection, rooms: list[str]) -> dict[str, 
     return {room: int(n) for room, n in await conn.execute(stmt)}
 
 
-async def get_entry(conn: AsyncConnection, room: str, entry_id: str) -> Any | None:
-    stmt = select(_entries).where(_entries.c.room == room, _entries.c.id == entry_id)
-    return (await conn.execute(stmt)).first()
+async def get_entry(conn: AsyncConnection, room: str, entry_id: str) -> Entry | None:
+    stmt = select(*_ENTRY_COLUMNS).where(_entries.c.room == room, _entries.c.id == entry_id)
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else _entry(row)
 
 
-async def insert_entry(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(_entries.insert().values(**values))
+# -- writes, for a command's WriteBatch (one statement on PostgreSQL) ----------------------
+# A batch must not write one row twice (services/common/writes.py): an entry is inserted
+# with its final position, and a renumbering leaves out the entries the command inserts.
 
 
-async def set_state(conn: AsyncConnection, entry_id: str, state: str) -> None:
-    await conn.execute(update(_entries).where(_entries.c.id == entry_id).values(state=state))
+def insert_statement(room: str, entry: Entry, created_at_ms: int) -> Any:
+    return _entries.insert().values(
+        room=room, state="queued", created_at_ms=created_at_ms, **asdict(entry)
+    )
 
 
-async def renumber(conn: AsyncConnection, ordered_ids: list[str]) -> None:
-    for pos, entry_id in enumerate(ordered_ids):
-        await conn.execute(update(_entries).where(_entries.c.id == entry_id).values(pos=pos))
+def state_statement(entry_id: str, state: str) -> Any:
+    return update(_entries).where(_entries.c.id == entry_id).values(state=state)
 
 
-async def room_state(conn: AsyncConnection, room: str) -> Any | None:
-    return (await conn.execute(select(_rooms).where(_rooms.c.room == room))).first()
+def positions_statement(positions: dict[str, int]) -> Any:
+    """Every listed entry's new position, in one statement."""
+    return (
+        update(_entries)
+        .where(_entries.c.id.in_(list(positions)))
+        .values(pos=case(positions, value=_entries.c.id))
+    )
 
 
-async def ensure_room(conn: AsyncConnection, room: str) -> Any:
-    row = await room_state(conn, room)
-    if row is None:
-        await conn.execute(_rooms.insert().values(room=room, current_entry_id=None, queue_v=0))
-        row = await room_state(conn, room)
-    return row
-
-
-def room_update(room: str, *, current_entry_id: str | None, queue_v: int) -> Any:
+def room_statement(room: str, *, stored: bool, current_entry_id: str | None, queue_v: int) -> Any:
+    if not stored:
+        return _rooms.insert().values(room=room, current_entry_id=current_entry_id, queue_v=queue_v)
     return (
         update(_rooms)
         .where(_rooms.c.room == room)

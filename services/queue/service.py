@@ -38,19 +38,59 @@ from .videoid import video_id_from
 
 
 class QueueTx:
-    """One command's view of one room's queue under the room lock."""
+    """One command's view of one room's queue under the room lock.
 
-    def __init__(self, conn: AsyncConnection, room: str, v: int, state: Any) -> None:
+    The queue is read once (one statement); the command changes it here, in memory, and its
+    writes wait in a batch that commit sends as one statement. The `queue` event is built
+    from the queue as changed, not read again.
+    """
+
+    def __init__(self, conn: AsyncConnection, room: str, v: int, queue: repo.RoomQueue) -> None:
         self.conn = conn
         self.room = room
         self.v = v
-        self.current_entry_id: str | None = state.current_entry_id
-        self.queue_v: int = state.queue_v
+        self.stored = queue.stored
+        self.current_entry_id = queue.current_entry_id
+        self.queue_v = queue.queue_v
+        self.entries = queue.entries  # the queued entries, in order
         self.changed = False
         self.writes = WriteBatch()  # sent together at commit
+        self._inserted: set[str] = set()
+        self._renumber = False
 
-    async def entries(self) -> list[Any]:
-        return await repo.queued(self.conn, self.room)
+    def find(self, entry_id: str) -> repo.Entry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+    def add(self, entry: repo.Entry, *, at_head: bool) -> None:
+        if at_head:
+            entry.pos = 0
+            self.entries.insert(0, entry)
+            self._renumber = True
+        else:
+            # After the last one: positions keep gaps where entries left, so the count of
+            # entries could sort the new one before the last.
+            entry.pos = self.entries[-1].pos + 1 if self.entries else 0
+            self.entries.append(entry)
+        self._inserted.add(entry.id)
+        self.writes.add(repo.insert_statement(self.room, entry, now_ms()))
+        self.changed = True
+
+    def take(self, entry: repo.Entry, state: str) -> None:
+        """Off the queue: `removed`, `current` or `done`."""
+        self.entries.remove(entry)
+        self.writes.add(repo.state_statement(entry.id, state))
+        self.changed = True
+
+    def finish(self, entry_id: str) -> None:
+        """The entry that was playing has been played."""
+        self.writes.add(repo.state_statement(entry_id, "done"))
+        self.changed = True
+
+    def reorder(self, ids: list[str]) -> None:
+        by_id = {e.id: e for e in self.entries}
+        self.entries = [by_id[i] for i in ids]
+        self._renumber = True
+        self.changed = True
 
     async def commit(self) -> bytes | None:
         """Write the queue's new version with the batched writes; the `queue` event."""
@@ -59,12 +99,26 @@ class QueueTx:
             return None
         self.v += 1
         self.queue_v = self.v
+        if self._renumber:
+            positions = {}
+            for pos, entry in enumerate(self.entries):
+                entry.pos = pos
+                if entry.id not in self._inserted:  # inserted at their position
+                    positions[entry.id] = pos
+            if positions:
+                self.writes.add(repo.positions_statement(positions))
         self.writes.add(
-            repo.room_update(self.room, current_entry_id=self.current_entry_id, queue_v=self.v)
+            repo.room_statement(
+                self.room,
+                stored=self.stored,
+                current_entry_id=self.current_entry_id,
+                queue_v=self.v,
+            )
         )
         self.writes.add(sequencer.advance_statement(self.room, self.v))
         await self.writes.flush(self.conn)
-        data = [repo.to_contract(r).model_dump() for r in await self.entries()]
+        self.stored = True
+        data = [e.contract() for e in self.entries]
         return events.encode("queue", self.room, self.v, data)
 
 
@@ -102,8 +156,8 @@ class QueueService:
         async with self._locks.hold(room):
             try:
                 async with self.engine.begin() as conn:
-                    v = await sequencer.lock(conn, room)
-                    tx = QueueTx(conn, room, v, await repo.ensure_room(conn, room))
+                    v, queue = await repo.lock_and_read(conn, room)
+                    tx = QueueTx(conn, room, v, queue)
                     reply = await body(tx)
                     if env is not None:
                         # With the command's writes (one statement on PostgreSQL); a retry
@@ -135,34 +189,24 @@ class QueueService:
         capped = cap > 0 and access.role == "member" and not env.user.admin
 
         async def body(tx: QueueTx) -> dict[str, Any]:
-            entries = await tx.entries()
-            if len(entries) >= self.max_length:
+            if len(tx.entries) >= self.max_length:
                 raise ServiceError(ErrorCode.QUEUE_FULL)
-            if capped and sum(1 for e in entries if e.added_by == env.user.id) >= cap:
+            if capped and sum(1 for e in tx.entries if e.added_by == env.user.id) >= cap:
                 raise ServiceError(
                     ErrorCode.USER_QUEUE_FULL, f"This room allows {cap} queued entries each."
                 )
-            entry_id = uuid.uuid4().hex
-            await repo.insert_entry(
-                tx.conn,
-                id=entry_id,
-                room=room,
+            entry = repo.Entry(
+                id=uuid.uuid4().hex,
                 video_id=video_id,
                 title=data.title,
                 duration_ms=data.duration_ms,
                 thumbnail=data.thumbnail,
                 added_by=env.user.id,
                 added_by_name=env.user.name,
-                pos=len(entries),
-                state="queued",
-                created_at_ms=now_ms(),
+                pos=0,
             )
-            ids = [r.id for r in entries]
-            if data.next:
-                await repo.renumber(tx.conn, [entry_id, *ids])
-            tx.changed = True
-            row = await repo.get_entry(tx.conn, room, entry_id)
-            return {"entry": repo.to_contract(row).model_dump()}
+            tx.add(entry, at_head=data.next)
+            return {"entry": entry.contract()}
 
         return await self._in_queue(env, room, "add", body)
 
@@ -171,13 +215,12 @@ class QueueService:
         access = await self._access(room, env.user, "queue.remove")
 
         async def body(tx: QueueTx) -> dict[str, Any]:
-            row = await repo.get_entry(tx.conn, room, data.entry_id)
-            if row is None or row.state != "queued":
+            entry = tx.find(data.entry_id)
+            if entry is None:
                 raise ServiceError(ErrorCode.NOT_FOUND, "No such entry in the queue.")
-            if row.added_by != env.user.id and access.denied is not None:
+            if entry.added_by != env.user.id and access.denied is not None:
                 raise ServiceError(access.denied, "You may remove only your own entries.")
-            await repo.set_state(tx.conn, row.id, "removed")
-            tx.changed = True
+            tx.take(entry, "removed")
             return {}
 
         return await self._in_queue(env, room, "remove", body)
@@ -187,13 +230,12 @@ class QueueService:
         await self._access(room, env.user, "queue.move")
 
         async def body(tx: QueueTx) -> dict[str, Any]:
-            ids = [r.id for r in await tx.entries()]
+            ids = [e.id for e in tx.entries]
             if data.entry_id not in ids:
                 raise ServiceError(ErrorCode.NOT_FOUND, "No such entry in the queue.")
             ids.remove(data.entry_id)
             ids.insert(min(data.index, len(ids)), data.entry_id)
-            await repo.renumber(tx.conn, ids)
-            tx.changed = True
+            tx.reorder(ids)
             return {}
 
         return await self._in_queue(env, room, "move", body)
@@ -203,11 +245,10 @@ class QueueService:
         await self._access(room, env.user, "queue.shuffle")
 
         async def body(tx: QueueTx) -> dict[str, Any]:
-            ids = [r.id for r in await tx.entries()]
+            ids = [e.id for e in tx.entries]
             if len(ids) > 1:
                 random.shuffle(ids)  # not a secret: the default generator is fine
-                await repo.renumber(tx.conn, ids)
-                tx.changed = True
+                tx.reorder(ids)
             return {}
 
         return await self._in_queue(env, room, "shuffle", body)
@@ -219,12 +260,11 @@ class QueueService:
             # The room's version first: the queue read after it includes every change up
             # to it (see the gateway's snapshot composition).
             seq = await sequencer.current(conn, room) or 0
-            state = await repo.room_state(conn, room)
-            rows = await repo.queued(conn, room)
+            queue = await repo.read_room(conn, room)
         return {
             "seq": seq,
-            "queue": [repo.to_contract(r).model_dump() for r in rows],
-            "versions": {"queue": state.queue_v if state else 0},
+            "queue": [e.contract() for e in queue.entries],
+            "versions": {"queue": queue.queue_v},
         }
 
     async def advance(self, request: AdvanceRequest) -> AdvanceReply:
@@ -234,17 +274,16 @@ class QueueService:
         async def body(tx: QueueTx) -> dict[str, Any]:
             current = tx.current_entry_id
             if current is not None and current != request.after_entry_id:
-                row = await repo.get_entry(tx.conn, tx.room, current)
-                return {"entry": repo.to_contract(row).model_dump() if row else None}
+                entry = await repo.get_entry(tx.conn, tx.room, current)
+                return {"entry": entry.contract() if entry else None}
             if current is not None:
-                await repo.set_state(tx.conn, current, "done")
-            entries = await tx.entries()
-            nxt = entries[0] if entries else None
+                tx.finish(current)
+            nxt = tx.entries[0] if tx.entries else None
             if nxt is not None:
-                await repo.set_state(tx.conn, nxt.id, "current")
+                tx.take(nxt, "current")
             tx.current_entry_id = nxt.id if nxt else None
             tx.changed = True
-            return {"entry": repo.to_contract(nxt).model_dump() if nxt else None}
+            return {"entry": nxt.contract() if nxt else None}
 
         reply = await self._in_queue(None, request.room, "advance", body)
         return AdvanceReply.model_validate(reply)
