@@ -1,6 +1,10 @@
 """The database engine every service creates once (in its lifespan), and the ORM base."""
 
+import time
+from typing import Any
+
 from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -32,7 +36,13 @@ def single_statements(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+# A pooled connection idle for this long is pinged before it is used (see `_ping_when_idle`).
+PING_AFTER_IDLE_S = 1.0
+
+
+def create_engine(
+    url: str, pool_size: int = 20, ping_after_idle_s: float = PING_AFTER_IDLE_S
+) -> AsyncEngine:
     if is_sqlite(url):
         # SQLite has one writer: wait for the lock rather than fail (the smallest setups run
         # one replica per service, so waits are short).
@@ -54,9 +64,38 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,  # see Settings.db_pool_size
-        pool_pre_ping=True,  # survive a PostgreSQL restart without a failed command
-    )
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)  # see Settings
+    _ping_when_idle(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, after_idle_s: float) -> None:
+    """Ping a pooled connection before use only if it has been idle `after_idle_s`.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout: a round trip before every command's
+    transaction (a queue command spent one of its four round trips on it, the access check
+    that chat and the queue ask of rooms one of two). A connection that was used a moment ago
+    is alive but for a server that went away within that moment; that command fails, and
+    SQLAlchemy's disconnect handling then drops every connection the pool held from before
+    it. One idle longer (across a restart of PostgreSQL, which takes longer than this) is
+    pinged, and replaced if the ping fails (the pool retries the checkout on
+    DisconnectionError)."""
+    pool = engine.sync_engine.pool
+    dialect = engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < after_idle_s:
+            return  # new, or used a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("idle connection failed its ping") from exc
+        if not alive:
+            raise DisconnectionError("idle connection failed its ping")
