@@ -258,6 +258,18 @@ def rooms() -> dict:
                 ],
                 "reqps",
             ),
+            # Chat and the queue ask rooms before every command; rooms reads the questions
+            # that arrive together in one statement (services/rooms/access.py).
+            panel(
+                "Access checks read per statement",
+                [
+                    (
+                        f"sum(rate(sharetube_rooms_access_batch_size_sum[{RI}])) / "
+                        f"sum(rate(sharetube_rooms_access_batch_size_count[{RI}]))",
+                        "checks per statement",
+                    )
+                ],
+            ),
         ],
     )
 

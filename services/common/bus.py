@@ -15,6 +15,7 @@ from typing import Any
 
 import nats
 import orjson
+import psycopg
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import (
@@ -228,6 +229,8 @@ def is_outage(exc: BaseException) -> bool:
     """A lost connection to PostgreSQL or Redis, as opposed to a bug."""
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True  # the connections rooms and chat keep outside SQLAlchemy
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError))

@@ -26,6 +26,11 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def driver_dsn(engine: AsyncEngine) -> str:
+    """The engine's database for psycopg itself (for connections kept outside the pool)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def single_statements(engine: AsyncEngine) -> AsyncEngine:
     """The engine for work that is one statement (a read, or one atomic write): on
     PostgreSQL its connections autocommit, which spares the BEGIN and the COMMIT or ROLLBACK,

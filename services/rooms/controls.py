@@ -40,7 +40,7 @@ from prometheus_client import Counter, Histogram
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import bus, tracing
+from services.common import bus, db, tracing
 from services.common.contracts import events
 from services.common.contracts.envelope import CommandEnvelope
 from services.common.jsonutil import now_ms
@@ -218,7 +218,7 @@ class GroupCommitter:
         self._alone = alone  # the ordinary path, for what a group leaves out
         self._waiting: list[Control] = []
         self._running: set[asyncio.Task[None]] = set()
-        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = db.driver_dsn(engine)
         self._idle: list[psycopg.AsyncConnection[Any]] = []  # one per group in flight at most
 
     async def submit(self, control: Control) -> dict[str, Any]:
@@ -278,7 +278,7 @@ class GroupCommitter:
             try:
                 applied, leftover, after = await self._transaction(group)
             except Exception as exc:
-                if not (bus.is_outage(exc) or isinstance(exc, psycopg.OperationalError)):
+                if not bus.is_outage(exc):
                     log.warning("control group of %d rolled back: %r", len(group), exc)
                 LEFT_ALONE.labels("group_failed").inc(len(group))
                 applied, leftover, after = [], list(group), {}

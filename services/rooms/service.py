@@ -40,6 +40,7 @@ from services.common.keyedlocks import KeyedLocks
 
 from . import playback as pb
 from . import repository as repo
+from .access import AccessReads
 from .controls import Control, GroupCommitter, Transition
 from .models import RoomsCommand
 from .permissions import Standing, decide, denied_message, role_of, standing_of
@@ -75,8 +76,11 @@ class RoomsService:
         self._tasks: set[asyncio.Task[Any]] = set()
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
         self.controls: GroupCommitter | None = None
+        # Access checks in batches (access.py), for the same reason.
+        self._access_reads: AccessReads | None = None
         if engine is not None and engine.dialect.name == "postgresql":
             self.controls = GroupCommitter(engine, self._publish, self._schedule, self._alone)
+            self._access_reads = AccessReads(db.driver_dsn(engine))
 
     # -- the one way a room changes ----------------------------------------------------
 
@@ -271,9 +275,13 @@ class RoomsService:
     async def access(self, query: AccessQuery) -> AccessReply:
         """Another service asks about a user in a room, and whether `query.command` is
         allowed for them: the matrix in permissions.py decides for the queue too."""
-        # Every chat message and queue command asks: one statement, no transaction around it.
-        async with self._single_statements.connect() as conn:
-            row = await repo.room_with_member(conn, query.room, query.user_id)
+        # Every chat message and queue command asks: one statement, no transaction around it
+        # (on PostgreSQL, one statement for every question that arrived meanwhile).
+        if self._access_reads is not None:
+            row = await self._access_reads.read(query.room, query.user_id)
+        else:
+            async with self._single_statements.connect() as conn:
+                row = await repo.room_with_member(conn, query.room, query.user_id)
         if row is None:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
         standing = standing_of(row.owner_id, query.user_id, membership_of(row))
@@ -590,10 +598,13 @@ class RoomsService:
             return await repo.figures(conn)
 
     async def aclose(self) -> None:
-        """Stop: deadline timers, and the group committer's connections."""
+        """Stop: deadline timers, and the connections of the group committer and the access
+        reads."""
         self.close()
         if self.controls is not None:
             await self.controls.aclose()
+        if self._access_reads is not None:
+            await self._access_reads.aclose()
 
     def close(self) -> None:
         for timer in self._timers.values():
