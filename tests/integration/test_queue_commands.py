@@ -1,9 +1,10 @@
 """The queue service's commands on a real database and a real NATS, with the rooms service
-answering its access checks: each command writes all it changes in one statement, its
-`queue` event is the queue as `load` then reads it, and an entry added after removals goes
-last."""
+answering its access checks: each command takes its room's lock, reads its queue and
+writes all it changes in one statement each, its `queue` event is the queue as `load` then
+reads it, and an entry added after removals goes last."""
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +12,10 @@ from typing import Any
 
 import nats
 import orjson
+import psycopg
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import db, devstack
@@ -27,6 +28,8 @@ from tests.support.rooms_service import env, new_room, rooms_service, user
 pytestmark = pytest.mark.integration
 
 VIDEO = "dQw4w9WgXcQ"
+QUEUE_TABLE = re.compile(r"\b(FROM|INTO|UPDATE|JOIN) QUEUE_")
+QUEUE_LOCK = "SELECT V FROM ROOM_SEQ"  # the queue's (rooms locks with `SELECT ROOM ...`)
 
 
 @dataclass
@@ -75,38 +78,41 @@ async def test_an_entry_added_after_removals_goes_last(stack: Stack) -> None:
     assert await _titles(stack, owner, room) == ["c", "d", "e"]
 
 
-async def test_each_command_writes_all_it_changes_in_one_statement(stack: Stack) -> None:
+async def test_each_command_locks_reads_and_writes_its_queue_in_one_statement_each(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     owner = user("owner")
     room = await new_room(stack.rooms, owner)
     first = await _add(stack, owner, room, "a")
     await _add(stack, owner, room, "b")
     statements: list[str] = []
+    execute = psycopg.AsyncCursor.execute
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()).upper())
+    async def seen(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(" ".join(str(query).split()).upper())
+        return await execute(cursor, query, *args, **kwargs)
 
-    sync_engine = stack.queue_engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", seen)
-    try:
-        commands = {
-            "add": lambda: _add(stack, owner, room, "c"),
-            "add next": lambda: _add(stack, owner, room, "z", head=True),
-            "move": lambda: stack.queue.move(env(owner, room), QueueMove(entry_id=first, index=2)),
-            "remove": lambda: stack.queue.remove(env(owner, room), EntryRef(entry_id=first)),
-            "shuffle": lambda: stack.queue.shuffle(env(owner, room), NoData()),
-        }
-        for name, command in commands.items():
-            statements.clear()
-            await command()
-            # The lock and the read go to psycopg in one pipeline (SQLAlchemy does not see
-            # them); then one statement writes the entries, the room's queue version, the
-            # room's sequence and the remembered reply.
-            assert len(statements) == 1, (name, statements)
-            (write,) = statements
-            for table in ("QUEUE_ENTRIES", "QUEUE_ROOMS", "ROOM_SEQ", "QUEUE_COMMANDS"):
-                assert table in write, (name, table)
-    finally:
-        event.remove(sync_engine, "before_cursor_execute", seen)
+    # Every statement psycopg sends (SQLAlchemy's and the pipelines'); rooms, answering the
+    # access checks in this process, touches no queue table.
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", seen)
+    commands = {
+        "add": lambda: _add(stack, owner, room, "c"),
+        "add next": lambda: _add(stack, owner, room, "z", head=True),
+        "move": lambda: stack.queue.move(env(owner, room), QueueMove(entry_id=first, index=2)),
+        "remove": lambda: stack.queue.remove(env(owner, room), EntryRef(entry_id=first)),
+        "shuffle": lambda: stack.queue.shuffle(env(owner, room), NoData()),
+    }
+    for name, command in commands.items():
+        statements.clear()
+        await command()
+        queue = [s for s in statements if QUEUE_TABLE.search(s) or s.startswith(QUEUE_LOCK)]
+        # The room's lock, one read of its queue, one write of everything it changes.
+        assert len(queue) == 3, (name, queue)
+        lock, read, write = queue
+        assert lock.startswith(QUEUE_LOCK) and "FOR UPDATE" in lock, name
+        assert read.startswith("SELECT") and "QUEUE_ENTRIES" in read, name
+        for table in ("QUEUE_ENTRIES", "QUEUE_ROOMS", "ROOM_SEQ", "QUEUE_COMMANDS"):
+            assert table in write, (name, table)
 
 
 async def test_every_queue_event_is_the_queue_as_load_reads_it(stack: Stack) -> None:
@@ -147,3 +153,13 @@ async def test_every_queue_event_is_the_queue_as_load_reads_it(stack: Stack) -> 
         assert [event["v"] for event in seen] == sorted({event["v"] for event in seen})
     finally:
         await sub.unsubscribe()
+
+
+async def test_a_retried_request_is_answered_as_first_and_applied_once(stack: Stack) -> None:
+    owner = user("owner")
+    room = await new_room(stack.rooms, owner)
+    request = env(owner, room)
+    first = await stack.queue.add(request, QueueAdd(video_id=VIDEO, title="once"))
+    again = await stack.queue.add(request, QueueAdd(video_id=VIDEO, title="once"))
+    assert again == first
+    assert await _titles(stack, owner, room) == ["once"]
