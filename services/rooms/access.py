@@ -20,6 +20,10 @@ from prometheus_client import Histogram
 from psycopg.rows import namedtuple_row
 
 MAX_BATCH = 256  # questions per statement: bounds its arrays
+# A batch that takes longer than this (a connection that stopped answering) fails, and its
+# connection is dropped: every later question waits behind a batch, so none may hang. Askers
+# give up after 2 s (`bus.request` in chat and the queue).
+READ_TIMEOUT_S = 2.0
 
 BATCH_SIZE = Histogram(
     "sharetube_rooms_access_batch_size",
@@ -44,8 +48,9 @@ _Question = tuple[str, str, asyncio.Future[Any]]
 class AccessReads:
     """Reads (room, user) questions in batches, one batch in the database at a time."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, timeout_s: float = READ_TIMEOUT_S) -> None:
         self._dsn = dsn
+        self._timeout_s = timeout_s
         self._waiting: list[_Question] = []
         self._running: asyncio.Task[None] | None = None
         self._pg: psycopg.AsyncConnection[Any] | None = None
@@ -68,10 +73,7 @@ class AccessReads:
             self._running.cancel()
             with contextlib.suppress(BaseException):
                 await self._running
-        if self._pg is not None:
-            with contextlib.suppress(Exception):
-                await self._pg.close()
-            self._pg = None
+        await self._drop()
 
     def _start(self) -> None:
         if self._waiting and self._running is None and not self._closed:
@@ -81,7 +83,13 @@ class AccessReads:
     async def _run(self, batch: list[_Question]) -> None:
         BATCH_SIZE.observe(len(batch))
         try:
-            rows = await self._read(batch)
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    rows = await self._read(batch)
+            except TimeoutError:
+                await self._drop()
+                # An outage to the router (`unavailable`), as a lost connection is.
+                raise psycopg.OperationalError("access read timed out") from None
         except BaseException as exc:
             for _, _, done in batch:  # never leave a caller waiting
                 if not done.done():
@@ -97,19 +105,22 @@ class AccessReads:
             self._start()
 
     async def _read(self, batch: list[_Question]) -> dict[int, Any]:
-        pg = self._pg or await self._connect()
-        self._pg = pg
+        if self._pg is None:
+            self._pg = await self._connect()
         params = {"rooms": [q[0] for q in batch], "users": [q[1] for q in batch]}
         try:
-            async with pg.cursor(row_factory=namedtuple_row) as cur:
+            async with self._pg.cursor(row_factory=namedtuple_row) as cur:
                 await cur.execute(_READ, params, prepare=True)
                 return {row.i: row for row in await cur.fetchall()}
         except psycopg.OperationalError:
-            # Lost (PostgreSQL restarting): the next batch connects again.
-            self._pg = None
+            await self._drop()  # lost (PostgreSQL restarting): the next batch connects again
+            raise
+
+    async def _drop(self) -> None:
+        pg, self._pg = self._pg, None
+        if pg is not None:
             with contextlib.suppress(Exception):
                 await pg.close()
-            raise
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         # Index lookups only, one plan for every batch size (as controls.py's statements).

@@ -3,14 +3,18 @@ access.py): questions asked together are answered by one statement, each with it
 room's and user's answer, and every answer sees what was committed before it was asked."""
 
 import asyncio
+import socket
 
+import psycopg
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import bus
 from services.common.contracts.commands import BanChange, Join, RoleChange
 from services.common.contracts.envelope import AccessQuery
 from services.common.contracts.errors import ErrorCode, ServiceError
+from services.rooms.access import AccessReads
 from services.rooms.moderation import Moderation
 from tests.support.rooms_service import env, new_room, rooms_service, user
 
@@ -72,3 +76,23 @@ async def test_questions_asked_together_are_read_together_each_with_its_answer(
         assert reply.banned and reply.role is None
     finally:
         await rooms.aclose()
+
+
+async def test_a_batch_that_gets_no_answer_fails_as_an_outage_and_the_next_one_tries_again() -> (
+    None
+):
+    """A database that accepts the connection and never answers (a stalled server, a lost
+    network): the batch fails as an outage (`unavailable`), and later questions are not
+    stuck behind it."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
+    reads = AccessReads(f"postgresql://postgres@127.0.0.1:{hole.getsockname()[1]}/x", 0.3)
+    try:
+        for _ in range(2):
+            with pytest.raises(psycopg.OperationalError) as failed:
+                await asyncio.wait_for(reads.read("ROOM", "user"), 5)
+            assert bus.is_outage(failed.value)
+    finally:
+        await reads.aclose()
+        hole.close()
