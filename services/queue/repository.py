@@ -112,6 +112,8 @@ async def lock_and_read(conn: AsyncConnection, room: str) -> tuple[int, RoomQueu
         v = await sequencer.lock(conn, room)
         return v, await read_room(conn, room)
     driver = (await conn.get_raw_connection()).driver_connection
+    if driver.autocommit:  # the lock would end with its statement (an AUTOCOMMIT engine)
+        raise RuntimeError("lock_and_read needs a transaction")
     async with driver.pipeline(), driver.cursor(row_factory=namedtuple_row) as cur:
         locked = await driver.execute(_LOCK_SQL, {"room": room})
         await cur.execute(_READ_ROOM_SQL, {"room": room})

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import db, devstack
 from services.common.contracts import events
 from services.common.contracts.commands import EntryRef, NoData, QueueAdd, QueueMove
+from services.queue import repository as repo
 from services.queue.service import QueueService
 from services.rooms.handlers import build_router as rooms_router
 from tests.support.rooms_service import env, new_room, rooms_service, user
@@ -163,3 +164,13 @@ async def test_a_retried_request_is_answered_as_first_and_applied_once(stack: St
     again = await stack.queue.add(request, QueueAdd(video_id=VIDEO, title="once"))
     assert again == first
     assert await _titles(stack, owner, room) == ["once"]
+
+
+async def test_the_lock_is_refused_outside_a_transaction(stack: Stack) -> None:
+    """On an autocommitting connection the room's lock would end with its own statement."""
+    owner = user("owner")
+    room = await new_room(stack.rooms, owner)
+    autocommit = db.single_statements(stack.queue_engine)
+    async with autocommit.connect() as conn:
+        with pytest.raises(RuntimeError, match="needs a transaction"):
+            await repo.lock_and_read(conn, room)
