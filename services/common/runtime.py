@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import bus, db, health, metrics, tracing
+from . import bus, db, gcpause, health, metrics, tracing
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ async def lifespan(
         metrics.instrument_engine(engine)
     redis = redis_client(settings.redis_url) if use_redis else None
     nc = await bus.connect(settings.nats_url, name)
+    gcpause.freeze_startup()  # short full collections from here on (gcpause.py)
     try:
         res = Resources(nc=nc, engine=engine, redis=redis)
         if serve_health:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
-from services.common import bus, runtime, sessions
+from services.common import bus, gcpause, runtime, sessions
 from services.common import health as probes
 from services.common.contracts import subjects
 from services.common.contracts.envelope import CommandEnvelope, GuestRequest
@@ -100,6 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 app.state.gw.redis, settings.gateway_id, settings.presence_heartbeat_seconds
             )
         )
+        gcpause.freeze_startup()  # short full collections while sockets come and go
         try:
             yield
         finally:
