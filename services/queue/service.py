@@ -51,7 +51,6 @@ class QueueTx:
         self.v = v
         self.stored = queue.stored
         self.current_entry_id = queue.current_entry_id
-        self.queue_v = queue.queue_v
         self.entries = queue.entries  # the queued entries, in order
         self.changed = False
         self.writes = WriteBatch()  # sent together at commit
@@ -98,7 +97,6 @@ class QueueTx:
             await self.writes.flush(self.conn)
             return None
         self.v += 1
-        self.queue_v = self.v
         if self._renumber:
             positions = {}
             for pos, entry in enumerate(self.entries):
@@ -117,7 +115,6 @@ class QueueTx:
         )
         self.writes.add(sequencer.advance_statement(self.room, self.v))
         await self.writes.flush(self.conn)
-        self.stored = True
         data = [e.contract() for e in self.entries]
         return events.encode("queue", self.room, self.v, data)
 
