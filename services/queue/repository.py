@@ -4,7 +4,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy import and_, bindparam, case, delete, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import sequencer
@@ -70,7 +71,8 @@ _READ_ROOM = (
     select(_rooms.c.current_entry_id, _rooms.c.queue_v, *_ENTRY_COLUMNS)
     .select_from(
         _rooms.outerjoin(
-            _entries, and_(_entries.c.room == _rooms.c.room, _entries.c.state == "queued")
+            _entries,
+            and_(_entries.c.room == _rooms.c.room, _entries.c.state == literal_column("'queued'")),
         )
     )
     .where(_rooms.c.room == bindparam("room"))
@@ -91,16 +93,10 @@ def _entry(row: Any) -> Entry:
     )
 
 
-# The same two statements in PostgreSQL's text, sent together (see `lock_and_read`).
+# The lock and the read as psycopg's SQL text, sent together (see `lock_and_read`); the
+# read is `_READ_ROOM` compiled once, with `room` its only parameter.
 _LOCK_SQL = "SELECT v FROM room_seq WHERE room = %(room)s FOR UPDATE"
-_READ_ROOM_SQL = """
-SELECT q.current_entry_id, q.queue_v, e.id, e.video_id, e.title, e.duration_ms, e.thumbnail,
-       e.added_by, e.added_by_name, e.pos
-FROM queue_rooms q
-LEFT JOIN queue_entries e ON e.room = q.room AND e.state = 'queued'
-WHERE q.room = %(room)s
-ORDER BY e.pos, e.created_at_ms
-"""
+_READ_ROOM_SQL = str(_READ_ROOM.compile(dialect=psycopg_dialect()))
 
 
 async def lock_and_read(conn: AsyncConnection, room: str) -> tuple[int, RoomQueue]:
