@@ -5,10 +5,11 @@ that is gone are answered as the ordinary path answers them; one room's controls
 arrival order."""
 
 import asyncio
-import re
+import uuid
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +18,7 @@ from services.common import sequencer
 from services.common.contracts import events
 from services.common.contracts.commands import Join, RateChange, Seek, SettingsUpdate
 from services.common.contracts.errors import ErrorCode, ServiceError
+from services.common.contracts.models import UserRef
 from services.rooms import controls
 from services.rooms.models import RoomAudit, RoomsCommand
 from services.rooms.service import RoomsService
@@ -159,12 +161,6 @@ def test_sqlite_has_no_groups() -> None:
     assert rooms.controls is None
 
 
-def positional(statement: str, params: dict[str, Any]) -> str:
-    """`%(name)s` placeholders as PostgreSQL's `$n`, for EXPLAIN (GENERIC_PLAN)."""
-    order = list(params)
-    return re.sub(r"%\((\w+)\)s", lambda m: f"${order.index(m.group(1)) + 1}", statement)
-
-
 MANY_ROOMS = 3000  # where the generic plans turned to sequential scans before
 
 
@@ -193,12 +189,13 @@ async def test_a_groups_statements_find_their_rows_by_key_among_many_rooms(
         pg = await rooms.controls._connect()
         try:
             plans = {}
-            for name, statement, params in (
-                ("lock", controls._LOCK, {"rooms": [code]}),
-                ("read", controls._READ, {"rooms": [code], "users": ["u"]}),
-                ("write", controls._WRITE, controls._Writes().params),
+            # The statements the committer prepared, with the plans its EXECUTEs use.
+            for name, arguments in (
+                ("rooms_lock", f"'{{{code}}}'"),
+                ("rooms_read", f"'{{{code}}}', '{{u}}'"),
+                ("rooms_write", "'[]', '[]', '[]', '[]'"),
             ):
-                cur = await pg.execute(f"EXPLAIN (GENERIC_PLAN) {positional(statement, params)}")
+                cur = await pg.execute(f"EXPLAIN EXECUTE {name}({arguments})")
                 plans[name] = "\n".join(row[0] for row in await cur.fetchall())
         finally:
             await pg.close()
@@ -211,3 +208,50 @@ async def test_a_groups_statements_find_their_rows_by_key_among_many_rooms(
                     f"DELETE FROM {table} WHERE {key} LIKE %(like)s", {"like": f"{prefix}%"}
                 )
         await rooms.aclose()
+
+
+async def test_a_group_is_two_messages_to_postgresql(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round trip is one message: BEGIN, the lock and the read in one simple-query
+    string, then the write with COMMIT. (psycopg's pipeline sent each statement on its own,
+    and PostgreSQL woke for each.)"""
+    rooms, bus = rooms_service(engine)
+    assert rooms.controls is not None
+    owner = user("owner")
+    code = await loaded(rooms, owner)
+    await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=1000))  # connects, prepares
+    sent: list[tuple[bytes, Any]] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def recorded(self: psycopg.AsyncCursor[Any], query: Any, params: Any = None, **kw: Any):
+        sent.append((query, params))
+        return await execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", recorded)
+    reply = await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=9000))
+    monkeypatch.undo()
+    assert reply["playback"]["position_ms"] == 9000
+    assert [params for _query, params in sent] == [None, None]  # no parameters: simple query
+    first, second = (query for query, _params in sent)
+    assert first.startswith(b"BEGIN; EXECUTE rooms_lock(") and b"EXECUTE rooms_read(" in first
+    assert second.startswith(b"EXECUTE rooms_write(") and second.endswith(b"; COMMIT")
+    assert [e["data"]["position_ms"] for e in playback_events(bus, code)] == [1000, 9000]
+    await rooms.aclose()
+
+
+async def test_quotes_in_what_a_group_writes_arrive_intact(engine: AsyncEngine) -> None:
+    """The arguments are quoted SQL literals in the message: a name with quotes and
+    backslashes is stored as it is, and cannot end the literal early."""
+    rooms, _bus = rooms_service(engine)
+    tricky = UserRef(id=uuid.uuid4().hex, name="O'Brien \\' ); DROP TABLE x; --\"")
+    code = await loaded(rooms, tricky)
+    await rooms.seek(env(tricky, code, conn="c"), Seek(position_ms=3000))
+    async with engine.connect() as conn:
+        names = (
+            await conn.execute(
+                select(RoomAudit.name).where(RoomAudit.room == code, RoomAudit.action == "seek")
+            )
+        ).scalars()
+        assert list(names) == [tricky.name]
+    await rooms.aclose()
