@@ -1,6 +1,7 @@
 """What a load run is given: how hard to push (`LoadOptions`) and what to push (`Target`)."""
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -46,6 +47,9 @@ class Target:
     redis_url: str | None = None
     pids: dict[str, int] = field(default_factory=dict)
     started: bool = False
+    # A stack started here: the folder whose *.log files (services, NATS, PostgreSQL) are
+    # kept when a measurement on it fails (loadtest.stack.keep_logs).
+    log_dir: Path | None = None
 
     @property
     def base_url(self) -> str:

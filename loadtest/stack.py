@@ -16,6 +16,7 @@ still run on every command). `--stack-cpus` / `--client-cpus` pin the stack and 
 import contextlib
 import os
 import secrets
+import shutil
 import subprocess
 import tempfile
 import time
@@ -125,6 +126,7 @@ def started_stack(
                 redis_url=servers.env["REDIS_URL"],
                 pids=pids,
                 started=True,
+                log_dir=root,
             )
             yield target, placement
             if stack_cpus:  # every thread still there, started since or not
@@ -145,6 +147,22 @@ def started_stack(
                             progress.note(f"--- {p.name} log (tail) ---\n{tail}")
                 system.stop()
             servers.stop()
+
+
+def keep_logs(root: Path, dest: Path) -> list[Path]:
+    """Copy every *.log under a started stack's folder (services, NATS, PostgreSQL) to
+    `dest`, keeping their relative paths, and nothing else (not the database): the stack's
+    folder is removed when it stops, and a failed run is explained by its logs."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    kept = []
+    for log in sorted(root.rglob("*.log")):
+        if log.is_file():
+            copy = dest / log.relative_to(root)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, copy)
+            kept.append(copy)
+    return kept
 
 
 def _start_services(system: System, replicas: dict[str, int]) -> list[str]:

@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
 from loadtest.api import run_driver  # noqa: E402
 from loadtest.options import LoadOptions, Target  # noqa: E402
 from loadtest.progress import Progress  # noqa: E402
-from loadtest.stack import add_durable_flag, started_stack  # noqa: E402
+from loadtest.stack import add_durable_flag, keep_logs, started_stack  # noqa: E402
 from scripts import fanout, idle, sendfloor  # noqa: E402
 from scripts.pinning import parse_cpus  # noqa: E402
 
@@ -169,6 +169,12 @@ class Suite:
                 traceback.print_exc()
         result["elapsed_s"] = round(time.monotonic() - t, 1)
         result["loadavg_1m"] = os.getloadavg()[0]
+        if not result.get("ok", False) and self._target and self._target.log_dir:
+            # The stack's folder goes when it stops: what explains the failure stays here.
+            dest = (ROOT / self.args.out).parent / "logs" / name
+            if keep_logs(self._target.log_dir, dest):
+                result["logs"] = str(dest)
+                self.progress.note(f"{name} failed: the stack's logs are in {dest}")
         self.report["sections"][name] = result
         result["quiesce_s"] = self._quiesce()
 
