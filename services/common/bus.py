@@ -162,9 +162,9 @@ class CommandRouter:
 
     async def _run(self, msg: Msg, slots: asyncio.Semaphore) -> None:
         try:
-            with tracing.tracer.start_as_current_span(
+            with tracing.span(
                 subjects.subject_template(msg.subject),
-                context=tracing.extract(msg.headers),
+                headers=msg.headers or {},
                 kind=trace.SpanKind.SERVER,
                 attributes={"messaging.system": "nats", "sharetube.service": self.service},
             ):
@@ -285,7 +285,7 @@ async def request_raw(nc: NATS, subject: str, payload: bytes, timeout_s: float) 
     template = subjects.subject_template(subject)
     started = time.perf_counter()
     outcome = "ok"
-    with tracing.tracer.start_as_current_span(
+    with tracing.span(
         template, kind=trace.SpanKind.CLIENT, attributes={"messaging.system": "nats"}
     ):
         try:

@@ -72,7 +72,7 @@ class Dispatcher:
     async def handle(self, conn: Connection, frame: Frame) -> None:
         # The root of the command's own trace; its requests carry it to the services
         # (bus.py): one trace per command, not one per socket lifetime.
-        with tracing.tracer.start_as_current_span(
+        with tracing.span(
             f"ws {metrics.frame_type(frame.type)}",
             context=otel_context.Context(),
             kind=trace.SpanKind.SERVER,

@@ -277,17 +277,19 @@ class GroupCommitter:
                     control.done.set_exception(RuntimeError("control not applied"))
 
     async def _commit(self, group: list[Control]) -> None:
-        first = group[0]
-        links = [
-            trace.Link(trace.get_current_span(c.trace_context).get_span_context())
-            for c in group[1:]
-        ]
-        with tracing.tracer.start_as_current_span(
-            "rooms group commit",
-            context=first.trace_context,
-            links=links,
-            attributes={"sharetube.group_size": len(group)},
-        ):
+        span = tracing.NO_SPAN
+        if tracing.recording():
+            links = [
+                trace.Link(trace.get_current_span(c.trace_context).get_span_context())
+                for c in group[1:]
+            ]
+            span = tracing.tracer.start_as_current_span(
+                "rooms group commit",
+                context=group[0].trace_context,
+                links=links,
+                attributes={"sharetube.group_size": len(group)},
+            )
+        with span:
             try:
                 applied, leftover, after = await self._transaction(group)
             except Exception as exc:
