@@ -3,6 +3,7 @@
 import time
 from typing import Any
 
+import psycopg
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -39,6 +40,21 @@ def single_statements(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name != "postgresql":
         return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def keyed_connection(dsn: str) -> psycopg.AsyncConnection[Any]:
+    """An autocommit psycopg connection outside the pool (no checkout ping or bookkeeping
+    per use), for statements that find every row they touch by a key. Generic plans: one plan
+    serves every call, where PostgreSQL would re-plan a statement over arrays whenever its
+    generic plan, costed for ten rows per array, looked dearer than a plan for the rows at
+    hand. No sequential scans: costed for 10-100 rows, such generic plans read whole tables
+    into hash joins once a few thousand rooms existed."""
+    return await psycopg.AsyncConnection.connect(
+        dsn,
+        autocommit=True,
+        connect_timeout=5,
+        options="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
+    )
 
 
 # A pooled connection idle for this long is pinged before it is used (see `_ping_when_idle`).

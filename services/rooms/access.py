@@ -19,6 +19,8 @@ import psycopg
 from prometheus_client import Histogram
 from psycopg.rows import namedtuple_row
 
+from services.common import db
+
 MAX_BATCH = 256  # questions per statement: bounds its arrays
 # A batch that takes longer than this (a connection that stopped answering) fails, and its
 # connection is dropped: every later question waits behind a batch, so none may hang. Askers
@@ -123,10 +125,4 @@ class AccessReads:
                 await pg.close()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        # Index lookups only, one plan for every batch size (as controls.py's statements).
-        return await psycopg.AsyncConnection.connect(
-            self._dsn,
-            autocommit=True,
-            connect_timeout=5,
-            options="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
-        )
+        return await db.keyed_connection(self._dsn)  # one plan for every batch size

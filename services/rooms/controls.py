@@ -367,25 +367,14 @@ class GroupCommitter:
         return applied, leftover, after
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        """The committer's own connections: skipping the pool skips its checkout ping and
-        bookkeeping on every group.
-
-        Generic plans: psycopg prepares the statements, but PostgreSQL kept planning the
-        write anew for every group (its generic plan, costed for ten rows per array, looked
-        dearer than a plan for the actual rows), and planning it took longer than running it
-        (0.55 ms against 0.40). These statements only join on primary keys and the
-        live-players index, so one plan serves every group.
-
-        No sequential scans: costed for 10 or 100 rows a group, the generic plan read the
-        whole of room_seq and rooms_rooms into hash joins once a few thousand rooms existed,
-        so every group cost more with every room (3,000 rooms: a seek 1.46 ms; with index
-        scans 1.07). Every row these statements touch is found by a key."""
-        pg = await psycopg.AsyncConnection.connect(
-            self._dsn,
-            connect_timeout=5,
-            autocommit=True,  # the transactions are in the statements: BEGIN ... COMMIT
-            options="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
-        )
+        """A committer connection with the group's statements prepared on it. Autocommit:
+        the transactions are in the statements (BEGIN ... COMMIT). Generic plans
+        (db.keyed_connection): PostgreSQL had planned the write anew for every group, and
+        planning took longer than running it (0.55 ms against 0.40); these statements only
+        join on primary keys and the live-players index. No sequential scans: among 3,000
+        rooms the generic plans had read whole tables into hash joins (a seek 1.46 ms; with
+        index scans 1.07)."""
+        pg = await db.keyed_connection(self._dsn)
         try:
             for name, types, statement in _PREPARED:
                 await pg.execute(f"PREPARE {name}({types}) AS {statement}")
