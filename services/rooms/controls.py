@@ -26,11 +26,10 @@ trip: it is applied to the copies kept from the last read or write (known.py), a
 statement first locks the rooms and checks, under REPEATABLE READ, that every row the read
 would return is the version the copy was read at (`xmin`) and the live players are the same.
 If one is not, nothing is written, the copies are dropped and the group is locked and read as
-above; a row changed while the check waited for its lock fails the write (serialization
-failure), with the same outcome. A control a copy refuses goes to the ordinary path, and its
-copy is dropped. Seek to the last of 10 members, p50 over five alternating runs: 3.26 → 3.07
-ms. Under load the extra round trip is shared by the whole group, and skipping it only made
-groups smaller and dearer per control, so larger groups read as before.
+above, and those rooms get no copy for a while (another replica or path writes them too); a
+row changed while the check waited for its lock fails the write (serialization failure),
+with the same outcome. A control a copy refuses has the group locked and read too (its copy
+dropped); only what the rooms as read refuse goes to the ordinary path.
 
 Then each control's event is published (with its own trace context) and it is answered.
 
@@ -455,12 +454,11 @@ class GroupCommitter:
             writes.expect(rows[control.room], control.env.user.id)
         applied, leftover = _apply_all(group, rows, writes)
         if leftover:
-            # Refused by a copy that nothing checked: the ordinary path answers from the
-            # room as it is, and the next control reads it (else a stale copy, say of a room
-            # with nothing loaded, would send every later control down that path).
+            # Refused by a copy that nothing checked (say of a room with nothing loaded, where
+            # a video was loaded since): the group is decided again on the rooms as read.
+            # Only a refusal there goes to the ordinary path, the dear one.
             self._forget([control for control, _why in leftover], "refused")
-        if not applied:
-            return applied, leftover  # nothing to write
+            return None
         quote = pq.Escaping(pg.pgconn).escape_literal
         try:
             async with pg.cursor(row_factory=namedtuple_row) as cur:
@@ -504,10 +502,9 @@ class GroupCommitter:
                 written = await cur.fetchall()
             else:
                 await cur.execute(b"COMMIT")
-        for control in group:
-            row = rows.get(control.room)
-            if row is not None:
-                self._known.read(row, control.env.user.id)
+        for outcome in applied:  # not the refused: the ordinary path may change them at once
+            control = outcome.control
+            self._known.read(rows[control.room], control.env.user.id)
         self._keep(applied, written)
         return applied, leftover
 
@@ -526,9 +523,10 @@ class GroupCommitter:
             self._known.wrote(room, **outcome.columns, **versions.get(room, {}))
 
     def _forget(self, group: list[Control], why: str) -> None:
+        """Drop the group's copies; shun their rooms unless they were only refused."""
         COPIES.labels(why).inc(len(group))
         for control in group:
-            self._known.forget(control.room)
+            self._known.forget(control.room, shun=why != "refused")
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         """A committer connection with the group's statements prepared on it. Autocommit:

@@ -7,10 +7,15 @@ skips the round trip that locks and reads. Nothing here is trusted without that 
 copy that another replica or another path has made stale only costs the ordinary read.
 """
 
+import time
 from typing import Any, NamedTuple
 
 MAX_ROOMS = 10_000  # bounds the memory: past it the oldest copies go first
 MAX_MEMBERS = 50_000
+# A room whose copy was found stale is not copied again for this long: another replica or
+# path writes it too (with 2 rooms replicas, every other control), and there a copy costs a
+# round trip more than it saves.
+SHUN_S = 60.0
 
 
 class _Member(NamedTuple):
@@ -32,6 +37,7 @@ class KnownRooms:
         self._max_members = max_members
         self._rooms: dict[str, Any] = {}
         self._members: dict[tuple[str, str], _Member] = {}
+        self._shunned: dict[str, float] = {}  # room -> monotonic time its shunning ends
 
     def row(self, room: str, user_id: str) -> Any | None:
         """The room as last seen with `user_id`'s membership, or None when either is not
@@ -43,7 +49,13 @@ class KnownRooms:
         return row._replace(**member._asdict())
 
     def read(self, row: Any, user_id: str) -> None:
-        """Keep a row just read by `rooms_read` (its `code`, with `user_id`'s membership)."""
+        """Keep a row just read by `rooms_read` (its `code`, with `user_id`'s membership),
+        unless its room is shunned."""
+        until = self._shunned.get(row.code)
+        if until is not None:
+            if time.monotonic() < until:
+                return
+            del self._shunned[row.code]
         _put(self._rooms, row.code, row, self._max_rooms)
         member = _Member(row.m_xmin, row.m_name, row.m_role, row.m_joined_at_ms, row.m_banned)
         _put(self._members, (row.code, user_id), member, self._max_members)
@@ -54,9 +66,12 @@ class KnownRooms:
         if row is not None:
             self._rooms[room] = row._replace(**columns)
 
-    def forget(self, room: str) -> None:
-        """The copy turned out stale: the next control reads the room again."""
+    def forget(self, room: str, shun: bool = False) -> None:
+        """Drop the copy: the next control reads the room again. `shun` when it was stale,
+        so that reads keep no copy of it for SHUN_S."""
         self._rooms.pop(room, None)
+        if shun:
+            _put(self._shunned, room, time.monotonic() + SHUN_S, self._max_rooms)
 
     def __len__(self) -> int:
         return len(self._rooms)

@@ -17,7 +17,7 @@ from services.rooms import controls
 from services.rooms import repository as rooms_repo
 from services.rooms.playback import PlaybackState
 from services.rooms.service import RoomsService
-from tests.integration.test_control_groups import SentQueries, playback_events
+from tests.integration.test_control_groups import SentQueries, left_alone, playback_events
 from tests.support.rooms_service import Bus, env, loaded, new_room, rooms_service, user
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,8 @@ async def test_a_settings_change_between_controls_is_seen(engine: AsyncEngine) -
 
 async def test_a_write_the_copy_missed_is_read(engine: AsyncEngine) -> None:
     """A write that bumps no version (as bookkeeping writes do) still makes the copy stale:
-    the rate written behind its back is in the next reply."""
+    the rate written behind its back is in the next reply, and the room gets no copy for a
+    while."""
     rooms, bus = rooms_service(engine)
     owner = user("owner")
     code = await loaded(rooms, owner)
@@ -92,6 +93,10 @@ async def test_a_write_the_copy_missed_is_read(engine: AsyncEngine) -> None:
     reply = await seeked(rooms, owner, code, 2000)
     assert reply["playback"]["rate"] == 1.5
     assert gained(before, "stale") == 1
+    # Written by others too, the room is shunned: the next seeks lock and read it.
+    await seeked(rooms, owner, code, 3000)
+    await seeked(rooms, owner, code, 4000)
+    assert gained(before, "unknown") == 2 and gained(before, "current") == 0
     await versions_follow(engine, bus, code)
     await rooms.aclose()
 
@@ -152,10 +157,12 @@ async def wait_for_lock_wait(pg: psycopg.AsyncConnection[Any]) -> None:
     raise AssertionError("the seek never waited for the room's lock")
 
 
-async def test_a_control_refused_by_a_copy_drops_it(engine: AsyncEngine) -> None:
+async def test_a_control_refused_by_a_copy_is_decided_on_the_room_as_read(
+    engine: AsyncEngine,
+) -> None:
     """The copy shows a room with nothing loaded, and a video was loaded since: the seek the
-    copy refuses is answered by the ordinary path from the room as it is, and the copy is
-    dropped, so the next seeks read the room and then use the new copy."""
+    copy refuses is applied after all, to the room locked and read (not left to the dear
+    ordinary path), and the next seeks use the new copy."""
     rooms, bus = rooms_service(engine)
     owner = user("owner")
     code = await new_room(rooms, owner)
@@ -163,13 +170,30 @@ async def test_a_control_refused_by_a_copy_drops_it(engine: AsyncEngine) -> None
     state = PlaybackState(status="paused", entry_id="e1", video_id="v1", duration_ms=60_000)
     async with engine.begin() as conn:
         await conn.execute(rooms_repo.room_update(code, rooms_repo.playback_values(state, 0)))
-    before = copies()
+    before, alone_before = copies(), left_alone()
     for position_ms in (1000, 2000, 3000):
         reply = await seeked(rooms, owner, code, position_ms)
         assert reply["playback"]["position_ms"] == position_ms
-    assert gained(before, "refused") == 1
-    assert gained(before, "unknown") == 1 and gained(before, "current") == 1
+    assert gained(before, "refused") == 1 and gained(before, "current") == 2
+    assert left_alone() == alone_before, "no control went to the ordinary path"
     await versions_follow(engine, bus, code)
+    await rooms.aclose()
+
+
+async def test_a_refused_control_leaves_no_copy(engine: AsyncEngine) -> None:
+    """`play` in an idle room is left to the ordinary path (which asks the queue, and would
+    change the room at once): its read is not kept as a copy."""
+    rooms, _bus = rooms_service(engine)
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+
+    async def advance(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ServiceError(ErrorCode.QUEUE_EMPTY)  # what the queue answers in an empty room
+
+    rooms._advance = advance  # type: ignore[method-assign]
+    with pytest.raises(ServiceError):
+        await rooms.play(env(owner, code, conn="c"), None)
+    assert rooms.controls is not None and rooms.controls._known.row(code, owner.id) is None
     await rooms.aclose()
 
 
