@@ -21,16 +21,6 @@ pipeline mode sent the same statements as one message each (BEGIN, the lock, the
 sync), and a lone control's transaction took four wake-ups of PostgreSQL and of this process
 instead of two: seek to first member, 10 members, p50 3.30 / 3.48 → 3.02 / 3.18 ms.
 
-A small group (MAX_CHECKED_GROUP) whose rooms this committer has seen skips steps 1's round
-trip: it is applied to the copies kept from the last read or write (known.py), and the write
-statement first locks the rooms and checks, under REPEATABLE READ, that every row the read
-would return is the version the copy was read at (`xmin`) and the live players are the same.
-If one is not, nothing is written, the copies are dropped and the group is locked and read as
-above, and those rooms get no copy for a while (another replica or path writes them too); a
-row changed while the check waited for its lock fails the write (serialization failure),
-with the same outcome. A control a copy refuses has the group locked and read too (its copy
-dropped); only what the rooms as read refuse goes to the ordinary path.
-
 Then each control's event is published (with its own trace context) and it is answered.
 
 Anything unusual is left to the ordinary path (`RoomsService.in_room`), which answers it as
@@ -65,7 +55,6 @@ from services.common.contracts.envelope import CommandEnvelope
 from services.common.jsonutil import now_ms
 
 from . import repository as repo
-from .known import KnownRooms
 from .permissions import decide, standing_of
 from .playback import PlaybackState
 from .transaction import Published, membership_of
@@ -78,24 +67,10 @@ MAX_GROUP = 128  # controls per transaction: bounds a group's statement and its 
 # PostgreSQL, 16 in flight: 1,337 controls/s with two, 1,832 with one).
 GROUPS_IN_FLIGHT = 1
 
-# The largest group written to the copies of its rooms (known.py) in one round trip; a larger
-# one locks and reads them first. Under load a group's fixed costs are shared by many
-# controls, and the shorter round trip made groups smaller and dearer per control (16 in
-# flight on 50 rooms: 3,130-3,530 controls/s to the copies, 3,700-3,760 locked and read).
-# Quiet, a group is one control, and the round trip saved is a seek's latency.
-MAX_CHECKED_GROUP = 2
-
 GROUP_SIZE = Histogram(
     "sharetube_rooms_control_group_size",
     "Playback controls committed together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-)
-COPIES = Counter(
-    "sharetube_rooms_control_copies_total",
-    "Playback controls by the committer's copy of their room (known.py): current (written in "
-    "one round trip), stale or conflict (read again), refused (left to the ordinary path, the "
-    "copy dropped), unknown (read)",
-    ["outcome"],
 )
 LEFT_ALONE = Counter(
     "sharetube_rooms_controls_alone_total",
@@ -127,7 +102,6 @@ class _Applied:
     reply: dict[str, Any]
     event: Published | None
     deadline_ms: int | None
-    columns: dict[str, Any]  # what the write changes in the room's row as read (`seq_v`, ...)
 
 
 # Lock the group's rooms (their sequence rows) in room order, so two replicas' groups cannot
@@ -142,11 +116,10 @@ SELECT room FROM room_seq WHERE room = ANY($1) ORDER BY room FOR UPDATE
 # players would come from the statement's older snapshot, and be written back stale.)
 _READ = """
 SELECT s.v AS seq_v, r.*,
-       (SELECT string_agg(x.conn, ' ' ORDER BY x.conn) FROM rooms_sessions x
+       (SELECT string_agg(x.conn, ' ') FROM rooms_sessions x
          WHERE x.room = s.room AND x.player AND x.away_since_ms IS NULL) AS players,
        m.name AS m_name, m.role AS m_role, m.joined_at_ms AS m_joined_at_ms,
-       m.banned AS m_banned,
-       s.xmin::text AS s_xmin, r.xmin::text AS r_xmin, m.xmin::text AS m_xmin
+       m.banned AS m_banned
 FROM unnest($1::text[], $2::text[]) AS c(room, user_id)
 JOIN room_seq s ON s.room = c.room
 JOIN rooms_rooms r ON r.code = c.room
@@ -158,65 +131,32 @@ LEFT JOIN rooms_members m ON m.room = c.room AND m.user_id = c.user_id
 # Python, 74 µs a group (more than the Python of the whole group's apply), where orjson
 # writes the JSON in under 1 µs and PostgreSQL reads it in C. Millisecond columns are read as
 # numeric and cast on assignment, as the bigint arrays were.
-#
-# $1 lists the copies (known.py) the group was applied to, for the statement to check first:
-# it locks their sequence rows in room order (as _LOCK does) and writes nothing unless every
-# row it would have read is the version the copy was read at (xmin) and the live players are
-# the same; `ok` says which. Run in REPEATABLE READ, a row changed after the check's snapshot
-# makes the write fail (serialization failure) instead of overwriting it. After the lock and
-# the read of _READ, $1 is empty and `ok` is true. The new versions of the rows written come
-# back, to keep the copies current.
 _WRITE = """
-WITH expected AS MATERIALIZED (
-  SELECT * FROM json_to_recordset($1::json)
-       AS e(room text, user_id text, sx text, rx text, mx text, players text)
-), locked AS MATERIALIZED (
-  SELECT q.room FROM room_seq q WHERE q.room IN (SELECT room FROM expected)
-  ORDER BY q.room FOR UPDATE
-), ok AS MATERIALIZED (
-  SELECT count(*) = (SELECT count(*) FROM expected) AS ok
-  FROM expected e
-  JOIN locked l ON l.room = e.room
-  JOIN room_seq s ON s.room = e.room AND s.xmin::text = e.sx
-  JOIN rooms_rooms r ON r.code = e.room AND r.xmin::text = e.rx
-  LEFT JOIN rooms_members m ON m.room = e.room AND m.user_id = e.user_id
-  WHERE coalesce(m.xmin::text, '') = e.mx
-    AND coalesce((SELECT string_agg(x.conn, ' ' ORDER BY x.conn) FROM rooms_sessions x
-                   WHERE x.room = e.room AND x.player AND x.away_since_ms IS NULL), '')
-        = e.players
-), seq AS (
+WITH seq AS (
   UPDATE room_seq q SET v = u.v
-  FROM json_to_recordset($2::json) AS u(room text, v bigint)
-  WHERE q.room = u.room AND (SELECT ok FROM ok)
-  RETURNING q.room, q.xmin::text AS sx
+  FROM json_to_recordset($1::json) AS u(room text, v bigint)
+  WHERE q.room = u.room
 ), playback AS (
   UPDATE rooms_rooms r SET
     status = u.status, entry_id = u.entry_id, video_id = u.video_id, title = u.title,
     duration_ms = u.duration_ms, position_ms = u.position_ms, anchor_ms = u.anchor_ms,
     rate = u.rate, ready_conns = u.ready_conns, deadline_ms = u.deadline_ms,
     ad_conns = u.ad_conns, skip_votes = u.skip_votes, playback_v = u.playback_v
-  FROM json_to_recordset($3::json) AS u(
+  FROM json_to_recordset($2::json) AS u(
     code text, status text, entry_id text, video_id text, title text, duration_ms numeric,
     position_ms numeric, anchor_ms numeric, rate float8, ready_conns text,
     deadline_ms numeric, ad_conns text, skip_votes text, playback_v bigint)
-  WHERE r.code = u.code AND (SELECT ok FROM ok)
-  RETURNING r.code AS room, r.xmin::text AS rx
+  WHERE r.code = u.code
 ), audit AS (
   INSERT INTO rooms_audit (room, at_ms, user_id, name, action, target_id, detail)
   SELECT a.room, a.at_ms, a.user_id, a.name, a.action, NULL, a.detail
-  FROM json_to_recordset($4::json)
+  FROM json_to_recordset($3::json)
        AS a(room text, at_ms bigint, user_id text, name text, action text, detail text)
-  WHERE (SELECT ok FROM ok)
-), remembered AS (
-  INSERT INTO rooms_commands (user_id, request_id, command, reply, at_ms)
-  SELECT c.user_id, c.request_id, c.command, convert_to(c.reply, 'UTF8'), c.at_ms
-  FROM json_to_recordset($5::json)
-       AS c(user_id text, request_id text, command text, reply text, at_ms bigint)
-  WHERE (SELECT ok FROM ok)
 )
-SELECT NULL AS room, NULL AS sx, NULL AS rx, (SELECT ok FROM ok) AS ok
-UNION ALL SELECT room, sx, NULL, NULL FROM seq
-UNION ALL SELECT room, NULL, rx, NULL FROM playback
+INSERT INTO rooms_commands (user_id, request_id, command, reply, at_ms)
+SELECT c.user_id, c.request_id, c.command, convert_to(c.reply, 'UTF8'), c.at_ms
+FROM json_to_recordset($4::json)
+     AS c(user_id text, request_id text, command text, reply text, at_ms bigint)
 """
 
 
@@ -224,7 +164,7 @@ UNION ALL SELECT room, NULL, rx, NULL FROM playback
 _PREPARED = (
     ("rooms_lock", "text[]", _LOCK),
     ("rooms_read", "text[], text[]", _READ),
-    ("rooms_write", "json, json, json, json, json", _WRITE),
+    ("rooms_write", "json, json, json, json", _WRITE),
 )
 
 
@@ -232,43 +172,21 @@ class _Writes:
     """The rows of one group's write statement, by table."""
 
     def __init__(self) -> None:
-        self.expected_rows: list[dict[str, Any]] = []
         self.seq_rows: list[dict[str, Any]] = []
         self.playback_rows: list[dict[str, Any]] = []
         self.audit_rows: list[dict[str, Any]] = []
         self.command_rows: list[dict[str, Any]] = []
 
     def arguments(self, quote: Callable[[bytes], bytes]) -> bytes:
-        """rooms_write's five arguments, each a JSON text quoted as an SQL literal."""
-        tables = (
-            self.expected_rows,
-            self.seq_rows,
-            self.playback_rows,
-            self.audit_rows,
-            self.command_rows,
-        )
+        """rooms_write's four arguments, each a JSON text quoted as an SQL literal."""
+        tables = (self.seq_rows, self.playback_rows, self.audit_rows, self.command_rows)
         return b", ".join(quote(orjson.dumps(rows)) for rows in tables)
-
-    def expect(self, row: Any, user_id: str) -> None:
-        """Write only if the room is still as `row` (a copy, known.py) shows it."""
-        self.expected_rows.append(
-            {
-                "room": row.code,
-                "user_id": user_id,
-                "sx": row.s_xmin,
-                "rx": row.r_xmin,
-                "mx": row.m_xmin or "",
-                "players": row.players or "",
-            }
-        )
 
     def version(self, room: str, v: int) -> None:
         self.seq_rows.append({"room": room, "v": v})
 
-    def playback(self, room: str, state: PlaybackState, playback_v: int) -> dict[str, Any]:
-        values = repo.playback_values(state, playback_v)
-        self.playback_rows.append({"code": room, **values})
-        return values
+    def playback(self, room: str, state: PlaybackState, playback_v: int) -> None:
+        self.playback_rows.append({"code": room, **repo.playback_values(state, playback_v)})
 
     def audit(self, control: Control, at_ms: int) -> None:
         user = control.env.user
@@ -315,7 +233,6 @@ class GroupCommitter:
         self._running: set[asyncio.Task[None]] = set()
         self._dsn = db.driver_dsn(engine)
         self._idle: list[psycopg.AsyncConnection[Any]] = []  # one per group in flight at most
-        self._known = KnownRooms()
 
     async def submit(self, control: Control) -> dict[str, Any]:
         """Apply `control` in the next group; its reply (or its error)."""
@@ -408,125 +325,46 @@ class GroupCommitter:
     async def _transaction(
         self, group: list[Control]
     ) -> tuple[list[_Applied], list[Control], dict[str, int | None]]:
-        """Apply and write the group: what was applied, what the ordinary path must take,
-        and each written room's next deadline. To the copies of its rooms when every one is
-        known (one round trip, `_checked`), else to the rooms locked and read (two,
-        `_locked`); and so again when the check finds a copy stale. Each round trip is one
-        message: without parameters psycopg sends a query as it is, by the simple-query
+        """Lock, read, apply and write the group: what was applied, what the ordinary path
+        must take, and each written room's next deadline. Two round trips, one message each
+        (see the module's docstring): BEGIN with the lock and the read, then the write with
+        COMMIT. Without parameters psycopg sends a query as it is, by the simple-query
         protocol, where one string may hold several statements."""
+        applied: list[_Applied] = []
+        leftover: list[Control] = []
         pg = self._idle.pop() if self._idle else await self._connect()
+        quote = pq.Escaping(pg.pgconn).escape_literal
         try:
-            done = None
-            rows = self._copies(group) if len(group) <= MAX_CHECKED_GROUP else None
-            if rows is not None:
-                done = await self._checked(pg, group, rows)
-            if done is None:
-                done = await self._locked(pg, group)
+            async with pg.cursor(row_factory=namedtuple_row) as cur:
+                rooms = _text_array([c.room for c in group], pg)
+                users = _text_array([c.env.user.id for c in group], pg)
+                await cur.execute(
+                    b"BEGIN; EXECUTE rooms_lock(%b); EXECUTE rooms_read(%b, %b)"
+                    % (rooms, rooms, users)
+                )
+                cur.nextset()  # past BEGIN's and the lock's results, to the read's rows
+                cur.nextset()
+                rows = {row.code: row for row in await cur.fetchall()}
+                writes = _Writes()
+                now = now_ms()
+                for control in group:
+                    row = rows.get(control.room)
+                    outcome = None if row is None else _apply(control, row, now, writes)
+                    if outcome is None:
+                        LEFT_ALONE.labels("no_room" if row is None else "refused").inc()
+                        leftover.append(control)
+                    else:
+                        applied.append(outcome)
+                if applied:
+                    await cur.execute(b"EXECUTE rooms_write(%b); COMMIT" % writes.arguments(quote))
+                else:
+                    await cur.execute(b"COMMIT")
         except BaseException:
             await self._discard_or_keep(pg)
             raise
         self._idle.append(pg)
-        applied, left = done
-        for _control, why in left:
-            LEFT_ALONE.labels(why).inc()
         after = {a.control.room: a.deadline_ms for a in applied}
-        return applied, [control for control, _why in left], after
-
-    def _copies(self, group: list[Control]) -> dict[str, Any] | None:
-        """Each control's room as last seen with its caller, or None if one is unknown."""
-        rows = {}
-        for control in group:
-            row = self._known.row(control.room, control.env.user.id)
-            if row is None:
-                COPIES.labels("unknown").inc()
-                return None
-            rows[control.room] = row
-        return rows
-
-    async def _checked(
-        self, pg: psycopg.AsyncConnection[Any], group: list[Control], rows: dict[str, Any]
-    ) -> tuple[list[_Applied], list[tuple[Control, str]]] | None:
-        """Apply the group to the copies, and write it in one statement that first checks
-        they are current: BEGIN, the write and COMMIT in one message. None when a copy was
-        stale (nothing was written; those copies are forgotten)."""
-        writes = _Writes()
-        for control in group:
-            writes.expect(rows[control.room], control.env.user.id)
-        applied, leftover = _apply_all(group, rows, writes)
-        if leftover:
-            # Refused by a copy that nothing checked (say of a room with nothing loaded, where
-            # a video was loaded since): the group is decided again on the rooms as read.
-            # Only a refusal there goes to the ordinary path, the dear one.
-            self._forget([control for control, _why in leftover], "refused")
-            return None
-        quote = pq.Escaping(pg.pgconn).escape_literal
-        try:
-            async with pg.cursor(row_factory=namedtuple_row) as cur:
-                await cur.execute(
-                    b"BEGIN ISOLATION LEVEL REPEATABLE READ; EXECUTE rooms_write(%b); COMMIT"
-                    % writes.arguments(quote)
-                )
-                cur.nextset()  # past BEGIN's result, to the write's rows
-                written = await cur.fetchall()
-        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
-            await pg.rollback()  # a row changed under the check: read it again
-            self._forget(group, "conflict")
-            return None
-        if not written[0].ok:
-            self._forget(group, "stale")
-            return None
-        COPIES.labels("current").inc(len(group))
-        self._keep(applied, written)
-        return applied, leftover
-
-    async def _locked(
-        self, pg: psycopg.AsyncConnection[Any], group: list[Control]
-    ) -> tuple[list[_Applied], list[tuple[Control, str]]]:
-        """Lock and read the group's rooms, apply it and write it: BEGIN with the lock and
-        the read, then the write with COMMIT. The rooms read become the copies."""
-        async with pg.cursor(row_factory=namedtuple_row) as cur:
-            rooms = _text_array([c.room for c in group], pg)
-            users = _text_array([c.env.user.id for c in group], pg)
-            await cur.execute(
-                b"BEGIN; EXECUTE rooms_lock(%b); EXECUTE rooms_read(%b, %b)" % (rooms, rooms, users)
-            )
-            cur.nextset()  # past BEGIN's and the lock's results, to the read's rows
-            cur.nextset()
-            rows = {row.code: row for row in await cur.fetchall()}
-            writes = _Writes()
-            applied, leftover = _apply_all(group, rows, writes)
-            written = []
-            if applied:
-                quote = pq.Escaping(pg.pgconn).escape_literal
-                await cur.execute(b"EXECUTE rooms_write(%b); COMMIT" % writes.arguments(quote))
-                written = await cur.fetchall()
-            else:
-                await cur.execute(b"COMMIT")
-        for outcome in applied:  # not the refused: the ordinary path may change them at once
-            control = outcome.control
-            self._known.read(rows[control.room], control.env.user.id)
-        self._keep(applied, written)
-        return applied, leftover
-
-    def _keep(self, applied: list[_Applied], written: list[Any]) -> None:
-        """Bring the copies of what was committed up to date, with the rows' new versions."""
-        versions: dict[str, dict[str, str]] = {}
-        for row in written:
-            if row.room is not None:
-                columns = versions.setdefault(row.room, {})
-                if row.sx is not None:
-                    columns["s_xmin"] = row.sx
-                if row.rx is not None:
-                    columns["r_xmin"] = row.rx
-        for outcome in applied:
-            room = outcome.control.room
-            self._known.wrote(room, **outcome.columns, **versions.get(room, {}))
-
-    def _forget(self, group: list[Control], why: str) -> None:
-        """Drop the group's copies; shun their rooms unless they were only refused."""
-        COPIES.labels(why).inc(len(group))
-        for control in group:
-            self._known.forget(control.room, shun=why != "refused")
+        return applied, leftover, after
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         """A committer connection with the group's statements prepared on it. Autocommit:
@@ -562,24 +400,6 @@ def _text_array(values: list[str], pg: psycopg.AsyncConnection[Any]) -> bytes:
     return sql.Literal(values).as_bytes(pg)
 
 
-def _apply_all(
-    group: list[Control], rows: dict[str, Any], writes: _Writes
-) -> tuple[list[_Applied], list[tuple[Control, str]]]:
-    """Apply each control to its room's row in arrival order: what was applied, and what the
-    ordinary path must take (no such room, refused, or its transition raised)."""
-    applied: list[_Applied] = []
-    leftover: list[tuple[Control, str]] = []
-    now = now_ms()
-    for control in group:
-        row = rows.get(control.room)
-        outcome = None if row is None else _apply(control, row, now, writes)
-        if outcome is None:
-            leftover.append((control, "no_room" if row is None else "refused"))
-        else:
-            applied.append(outcome)
-    return applied, leftover
-
-
 def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | None:
     """Apply one control to its room as read, queueing its writes; None leaves it to the
     ordinary path (refused, or its transition raised: that path raises it again)."""
@@ -598,7 +418,6 @@ def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | 
     data = contract.model_dump()
     v, playback_v = int(row.seq_v), int(row.playback_v)
     event = None
-    columns: dict[str, Any] = {}
     if contract != state.to_contract():
         v += 1
         playback_v = v
@@ -606,12 +425,11 @@ def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | 
             events.subject_for("playback", room), events.encode("playback", room, v, data)
         )
         writes.version(room, v)
-        columns["seq_v"] = v
     if changed != state:
         # Also when only bookkeeping clients never see changed (who is ready, who is in an
         # ad): stored without an event or a new version, as RoomTx does.
-        columns.update(writes.playback(room, changed, playback_v))
+        writes.playback(room, changed, playback_v)
     reply = {"playback": data}
     writes.audit(control, now)
     writes.remember(control, reply, now)
-    return _Applied(control, reply, event, changed.deadline_ms, columns)
+    return _Applied(control, reply, event, changed.deadline_ms)

@@ -193,12 +193,7 @@ async def test_a_groups_statements_find_their_rows_by_key_among_many_rooms(
             for name, arguments in (
                 ("rooms_lock", f"'{{{code}}}'"),
                 ("rooms_read", f"'{{{code}}}', '{{u}}'"),
-                (
-                    "rooms_write",
-                    f'\'[{{"room": "{code}", "user_id": "u", "sx": "1", '
-                    f'"rx": "1", "mx": "", "players": ""}}]\', '
-                    "'[]', '[]', '[]', '[]'",
-                ),
+                ("rooms_write", "'[]', '[]', '[]', '[]'"),
             ):
                 cur = await pg.execute(f"EXPLAIN EXECUTE {name}({arguments})")
                 plans[name] = "\n".join(row[0] for row in await cur.fetchall())
@@ -215,58 +210,33 @@ async def test_a_groups_statements_find_their_rows_by_key_among_many_rooms(
         await rooms.aclose()
 
 
-class SentQueries:
-    """What the committer's cursors send, recorded while in use."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sent: list[tuple[bytes, Any]] = []
-        execute = psycopg.AsyncCursor.execute
-        sent = self.sent
-
-        async def recorded(
-            self: psycopg.AsyncCursor[Any], query: Any, params: Any = None, **kw: Any
-        ) -> Any:
-            sent.append((query, params))
-            return await execute(self, query, params, **kw)
-
-        monkeypatch.setattr(psycopg.AsyncCursor, "execute", recorded)
-
-    def take(self) -> list[bytes]:
-        """The queries sent since the last take; each had no parameters (simple query)."""
-        queries, self.sent[:] = list(self.sent), []
-        assert [params for _query, params in queries] == [None] * len(queries)
-        return [query for query, _params in queries]
-
-
-async def test_a_group_is_two_messages_to_postgresql_then_one(
+async def test_a_group_is_two_messages_to_postgresql(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each round trip is one message: BEGIN, the lock and the read in one simple-query
     string, then the write with COMMIT. (psycopg's pipeline sent each statement on its own,
-    and PostgreSQL woke for each.) The next control in the room is applied to the copy kept
-    from that read, and written with the check and COMMIT in one message."""
+    and PostgreSQL woke for each.)"""
     rooms, bus = rooms_service(engine)
     assert rooms.controls is not None
     owner = user("owner")
     code = await loaded(rooms, owner)
-    sent = SentQueries(monkeypatch)
-    await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=1000))
-    sent.take()  # the connection's set-up (PREPARE) and the first group
-    rooms.controls._known.forget(code)
-    await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=5000))
-    first, second = sent.take()
-    assert first.startswith(b"BEGIN; EXECUTE rooms_lock(") and b"EXECUTE rooms_read(" in first
-    assert second.startswith(b"EXECUTE rooms_write(") and second.endswith(b"; COMMIT")
+    await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=1000))  # connects, prepares
+    sent: list[tuple[bytes, Any]] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def recorded(self: psycopg.AsyncCursor[Any], query: Any, params: Any = None, **kw: Any):
+        sent.append((query, params))
+        return await execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", recorded)
     reply = await rooms.seek(env(owner, code, conn="c"), Seek(position_ms=9000))
-    (only,) = sent.take()
-    assert only.startswith(b"BEGIN ISOLATION LEVEL REPEATABLE READ; EXECUTE rooms_write(")
-    assert only.endswith(b"; COMMIT")
     monkeypatch.undo()
     assert reply["playback"]["position_ms"] == 9000
-    events_seen = playback_events(bus, code)
-    assert [e["data"]["position_ms"] for e in events_seen] == [1000, 5000, 9000]
-    async with engine.connect() as conn:
-        assert events_seen[-1]["v"] == await sequencer.current(conn, code)
+    assert [params for _query, params in sent] == [None, None]  # no parameters: simple query
+    first, second = (query for query, _params in sent)
+    assert first.startswith(b"BEGIN; EXECUTE rooms_lock(") and b"EXECUTE rooms_read(" in first
+    assert second.startswith(b"EXECUTE rooms_write(") and second.endswith(b"; COMMIT")
+    assert [e["data"]["position_ms"] for e in playback_events(bus, code)] == [1000, 9000]
     await rooms.aclose()
 
 
