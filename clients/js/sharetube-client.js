@@ -356,6 +356,9 @@ const OPEN = 1; // WebSocket.OPEN; a constant so fakes and polyfills need not de
  * (and leaving, and snapshots) are the reconnect's own business.
  */
 const NOT_RESENT = new Set(['time.ping', 'join', 'room.sync', 'leave', 'drift.report']);
+// A re-join after a reconnect that timed out is tried again after this, doubling up to the max.
+const REJOIN_RETRY_MS = 1000;
+const REJOIN_RETRY_MAX_MS = 16_000;
 
 /**
  * A per-load random prefix for request ids. The server keys idempotency on (user, id), so ids
@@ -841,13 +844,25 @@ export class ShareTubeClient {
     return this._rooms.get(room);
   }
 
-  /** Re-join after a reconnect; a room the server refuses now (closed, kicked) is dropped. */
-  _rejoin(room, opts) {
+  /**
+   * Re-join after a reconnect; a room the server refuses now (closed, kicked) is dropped. A
+   * re-join that got no answer in time is tried again (backing off) while this socket stays
+   * open: the room would otherwise look joined and hear nothing. A dropped socket re-joins
+   * when the next one opens.
+   */
+  _rejoin(room, opts, attempt = 0) {
+    const ws = this._ws;
     return this._loadSnapshot(room, 'join', opts).catch((error) => {
-      if (!CLIENT_ERROR_CODES.includes(error.code) && this._joined.get(room) === opts) {
+      const current = this._joined.get(room) === opts;
+      if (!CLIENT_ERROR_CODES.includes(error.code) && current) {
         this._joined.delete(room);
         this._rooms.delete(room);
         if (this.room === room) this.room = null;
+      } else if (error.code === 'timeout' && current && ws === this._ws) {
+        const delay = Math.min(REJOIN_RETRY_MAX_MS, REJOIN_RETRY_MS * 2 ** attempt);
+        this._setTimeout(() => {
+          if (ws === this._ws && this._joined.get(room) === opts) this._rejoin(room, opts, attempt + 1);
+        }, delay);
       }
       this._emit('error', { source: 'join', room, error });
     });

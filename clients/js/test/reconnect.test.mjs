@@ -264,3 +264,39 @@ test('an id already waiting for its reply is refused rather than confused', asyn
   assert.equal(err.code, 'bad_request');
   client.disconnect();
 });
+
+test('a re-join that gets no answer is tried again until one does: the room is not left deaf', async () => {
+  let unanswered = 2; // the first two re-joins after the reconnect time out
+  const server = idempotentServer();
+  const handlers = {
+    ...server.handlers,
+    join: (f, s) => {
+      if (s !== first && unanswered > 0) {
+        unanswered -= 1;
+        return;
+      }
+      server.handlers.join(f, s);
+    },
+  };
+  const { client, clock, socket } = await connectedClient(ShareTubeClient, { handlers, ...reconnecting() });
+  const first = socket();
+  await client.join(ROOM);
+  const errors = [];
+  client.on('error', (e) => errors.push(e.error.code));
+  const snaps = [];
+  client.on('snapshot', (s) => snaps.push(s.state.v));
+  first.drop(1006);
+  await reconnectNow(clock);
+  for (let i = 0; i < 4; i += 1) {
+    clock.advance(5000); // the re-join's reply timeout, then its retry
+    await flush();
+    clock.advance(5000);
+    await flush();
+  }
+  const joins = socket().sent.filter((f) => f.type === 'join');
+  assert.equal(joins.length, 3, 'two unanswered re-joins, then the one answered');
+  assert.deepEqual(errors, ['timeout', 'timeout']);
+  assert.deepEqual(snaps, [5]);
+  assert.equal(client.getState(ROOM).v, 5);
+  client.disconnect();
+});
