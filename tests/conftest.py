@@ -4,17 +4,35 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.common import devstack
+from tests.support import kept_logs
 from tests.support.system import System, migrate
 
 
 @pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
+def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="sharetube-test-") as tmp:
         yield Path(tmp)
+        # Torn down last: every stack on this folder has stopped and flushed its logs.
+        if request.session.testsfailed:
+            KEPT_LOGS.extend(kept_logs.keep(Path(tmp)))
+
+
+# The logs a failed run kept, for the terminal summary (pytest_terminal_summary below).
+KEPT_LOGS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not KEPT_LOGS:
+        return
+    terminalreporter.section("logs of the failed run")
+    terminalreporter.write_line(f"{len(KEPT_LOGS)} logs kept in {kept_logs.KEPT}; their errors:")
+    for line in kept_logs.notable_lines(KEPT_LOGS):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
