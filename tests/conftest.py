@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.stack import keep_logs
 from services.common import devstack
 from tests.support import kept_logs
 from tests.support.system import System, migrate
@@ -19,7 +20,7 @@ def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
         yield Path(tmp)
         # Torn down last: every stack on this folder has stopped and flushed its logs.
         if request.session.testsfailed:
-            KEPT_LOGS.extend(kept_logs.keep(Path(tmp)))
+            KEPT_LOGS.extend(keep_logs(Path(tmp), kept_logs.KEPT))
 
 
 # The logs a failed run kept, for the terminal summary (pytest_terminal_summary below).

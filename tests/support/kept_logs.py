@@ -1,21 +1,15 @@
-"""A failed test run keeps the logs of the stacks it started (services, NATS, PostgreSQL),
-which otherwise go with the session's temporary folder, and shows their errors in the
-terminal summary: CI keeps only what the run printed, and a failure seen once in CI is
+"""A failed test run keeps the logs of the stacks it started (services, NATS, PostgreSQL;
+copied to KEPT by loadtest.stack.keep_logs), which otherwise go with the session's temporary
+folder, and shows their errors in the terminal summary: CI keeps only what the run printed, and a failure seen once in CI is
 explained by them (tests/conftest.py)."""
 
 import re
 from pathlib import Path
 
-from loadtest.stack import keep_logs
-
 KEPT = Path(__file__).resolve().parents[2] / ".artifacts" / "test-logs"
 # A log line worth showing: a level of ERROR or worse, or a traceback.
 NOTABLE = re.compile(r"\b(ERROR|CRITICAL|FATAL|PANIC|Traceback)\b")
 MAX_LINES = 200  # of the summary: bounded, however many errors a broken run logged
-
-
-def keep(workdir: Path, dest: Path = KEPT) -> list[Path]:
-    return keep_logs(workdir, dest)
 
 
 def notable_lines(logs: list[Path], root: Path = KEPT, limit: int = MAX_LINES) -> list[str]:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from loadtest.stack import keep_logs
 from tests.support import kept_logs
 
 
@@ -17,7 +18,7 @@ def test_errors_and_tracebacks_are_shown_bounded_and_nothing_else(tmp_path: Path
     (stack / "pg").mkdir()
     (stack / "pg" / "data.bin").write_bytes(b"\0ERROR")  # not a log: not kept
     dest = tmp_path / "kept"
-    kept = kept_logs.keep(stack, dest)
+    kept = keep_logs(stack, dest)
     assert [p.relative_to(dest).as_posix() for p in kept] == ["logs-main/gateway-0.log"]
     assert kept_logs.notable_lines(kept, dest) == [
         "logs-main/gateway-0.log: 2026-11-25 ERROR frame join failed",
