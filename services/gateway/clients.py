@@ -128,7 +128,7 @@ def closed(gw: "GatewayState", conn: Connection) -> None:
     """The socket is gone: forget it here, and leave its rooms (the services are told)."""
     if conn.expiry is not None:
         conn.expiry.cancel()  # type: ignore[attr-defined]
-    conn.closed = True
+    conn.mark_closed()
     gw.connections.discard(conn)
     same_session = gw.sessions.get(conn.sid)
     if same_session is not None:

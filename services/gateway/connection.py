@@ -4,11 +4,13 @@ Nothing in the fan-out path awaits a socket: a frame is written to the socket's 
 once (the kernel takes it, or the transport buffers it). A client that does not read fills its
 buffer past `max_bytes` and is closed with 4008, never slowing its room.
 
-A room event goes through `push`, the transport's own write, with no Python frame of ours in
-between (hub.RoomChannel._fan_out): at 1,000 members the checks of `send_frame` cost 0.4-0.8
-µs a socket. The bound still holds, checked by the transport: past `max_bytes` it calls
-back (`overflowed`), so an event can take a backlog past the bound by one frame before the
-socket is dropped.
+A room event is written straight to the socket's descriptor (`fd`, hub.RoomChannel._fan_out)
+while the socket can take it that way: open, holding no events for a snapshot, and with
+nothing waiting unsent in its transport. Any change to those (`changed`) makes every room
+list its members again before its next event. Otherwise an event goes through `push`, the
+transport's own write. The bound still holds, checked by the transport: past `max_bytes` it
+calls back (`overflowed`), so an event can take a backlog past the bound by one frame
+before the socket is dropped.
 """
 
 import logging
@@ -32,6 +34,11 @@ class Socket(Protocol):
 
     def buffered(self) -> int: ...
 
+    def direct_fd(self) -> int:
+        """A descriptor of the socket's own that room events may be written to directly,
+        valid until the socket is gone; -1 for none (wsserver.ClientSocket.direct_fd)."""
+        ...
+
     def close(self, code: int, reason: str) -> None: ...
 
     def bounded_writer(
@@ -43,6 +50,10 @@ class Socket(Protocol):
 
 
 class Connection:
+    # Bumped whenever a socket's way of taking room events changes (open, holding, queued,
+    # its descriptor); a room lists its members' descriptors again when it has moved.
+    generation = 0
+
     __slots__ = (
         "_evicted",
         "_holders",
@@ -50,10 +61,12 @@ class Connection:
         "closed",
         "conn_id",
         "expiry",
+        "fd",
         "holding",
         "inflight",
         "max_bytes",
         "push",
+        "queued",
         "rooms",
         "sid",
         "socket",
@@ -94,6 +107,38 @@ class Connection:
         self._evicted: set[str] | None = None
         # A room event for an open socket that holds none (hub.py): the transport's write.
         self.push = socket.bounded_writer(max_bytes, self._overflowed)
+        # Room events go to this descriptor while `direct` holds (hub.RoomChannel._fan_out).
+        self.fd = socket.direct_fd()
+        # The transport holds bytes not yet sent: a direct write would overtake them.
+        self.queued = False
+        Connection.changed()
+
+    @staticmethod
+    def changed() -> None:
+        Connection.generation += 1
+
+    @property
+    def direct(self) -> bool:
+        """Whether a room event may go straight to `fd`, in order after what was sent."""
+        return self.fd >= 0 and not self.closed and not self.holding and not self.queued
+
+    def mark_closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            Connection.changed()
+
+    def stop_direct(self) -> None:
+        """The descriptor is about to close, or the socket to close: no more direct writes."""
+        if self.fd >= 0:
+            self.fd = -1
+            Connection.changed()
+
+    def note_queued(self) -> None:
+        """After a write through the transport: did it keep bytes back (a slow reader)?"""
+        queued = self.socket.buffered() > 0
+        if queued != self.queued:
+            self.queued = queued
+            Connection.changed()
 
     def send(self, text: str | bytes) -> None:
         """One frame for this socket alone (a reply, a notice)."""
@@ -107,6 +152,7 @@ class Connection:
             self._overflowed()
             return
         self.socket.write(frame)
+        self.note_queued()
 
     def _overflowed(self) -> None:
         SLOW_CONSUMER_CLOSES.inc()  # services/gateway/metrics.py
@@ -123,6 +169,8 @@ class Connection:
     def hold(self, room: str) -> None:
         if self.holding is None or self._holders is None:
             self.holding, self._holders = {}, {}
+        if not self.holding:
+            Connection.changed()
         self.holding.setdefault(room, [])
         self._holders[room] = self._holders.get(room, 0) + 1
 
@@ -139,6 +187,8 @@ class Connection:
         if self._evicted is not None:
             self._evicted.discard(room)
         held = self.holding.pop(room, ())
+        if not self.holding:
+            Connection.changed()
         if deliver:
             for frame in held:
                 self.send_frame(frame)
@@ -162,7 +212,7 @@ class Connection:
         never gets it, and the socket is then cut (wsserver.CLOSE_WAIT_S)."""
         if self.closed:
             return
-        self.closed = True
+        self.mark_closed()
         log.info("closing %s: %s", self.conn_id, reason)
         self.socket.close(code, reason)
 

@@ -78,7 +78,8 @@ async def scenario() -> dict[str, Any]:
         stalled_conn = Connection(stalled_proto, users[0], "gw:1", BOUND)
         reading_conn = Connection(reading_proto, users[1], "gw:2", BOUND)
         channel = RoomChannel(ROOM, 0.05)
-        channel.members.update((stalled_conn, reading_conn))
+        channel.add_member(stalled_conn)
+        channel.add_member(reading_conn)
         channel.settle(0)
         closes_before = slow_consumer_closes()
 

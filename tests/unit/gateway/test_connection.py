@@ -45,6 +45,9 @@ class FakeSocket:
     def buffered(self) -> int:
         return self.backlog
 
+    def direct_fd(self) -> int:
+        return -1  # every frame through `write`, where this fake records it
+
     def close(self, code: int, reason: str) -> None:
         self.closes.append((code, reason))
 
@@ -214,7 +217,8 @@ def test_held_events_count_against_the_bound_when_released() -> None:
 
 def fan_out(*conns: Connection) -> RoomChannel:
     channel = RoomChannel(ROOM, 0.05)
-    channel.members.update(conns)
+    for conn in conns:
+        channel.add_member(conn)
     channel.settle(0)
     return channel
 

@@ -69,7 +69,8 @@ def test_after_a_bus_outage_every_local_member_is_asked_to_resync() -> None:
     members = {code: [connection() for _ in range(n)] for code, n in (("AbC123", 2), ("XyZ789", 1))}
     for code, conns in members.items():
         channel = RoomChannel(code, 0.25)
-        channel.members.update(conn for conn, _sock in conns)
+        for conn, _sock in conns:
+            channel.add_member(conn)
         hub.channels[code] = channel
     assert hub.ask_resync() == 3
     for code, conns in members.items():

@@ -21,6 +21,8 @@ class FakeConn:
         self.got: list[tuple[str, str]] = []
         self.closed = False
         self.holding = None
+        self.direct = False  # no descriptor: every event through `push`
+        self.fd = -1
 
     def push(self, frame: bytes) -> None:
         """The transport's write, taken by the fan-out for an open socket holding nothing."""
@@ -45,7 +47,8 @@ def event(v: int) -> str:
 
 def channel(*members: FakeConn, settled_at: int | None = 0) -> RoomChannel:
     ch = RoomChannel(ROOM, WAIT_S)
-    ch.members.update(members)  # type: ignore[arg-type]
+    for member in members:
+        ch.add_member(member)  # type: ignore[arg-type]
     if settled_at is not None:
         ch.settle(settled_at)
     return ch
@@ -103,7 +106,7 @@ async def test_every_member_gets_every_event() -> None:
     ch = channel(a, b)
     send(ch, 1, 2)
     late = FakeConn()
-    ch.members.add(late)  # type: ignore[arg-type]
+    ch.add_member(late)  # type: ignore[arg-type]
     send(ch, 3)
     assert a.versions == b.versions == [1, 2, 3]
     assert late.versions == [3]
@@ -172,7 +175,7 @@ async def test_close_cancels_a_pending_give_up() -> None:
 async def test_an_overflow_does_not_leave_a_stray_timer() -> None:
     conn = FakeConn()
     ch = RoomChannel(ROOM, 0.2)
-    ch.members.add(conn)  # type: ignore[arg-type]
+    ch.add_member(conn)  # type: ignore[arg-type]
     ch.settle(0)
     send(ch, 2)  # arms the give-up timer for the gap at 1
     send(ch, *range(3, MAX_PENDING_EVENTS + 3))  # overflow: the gap is given up at once

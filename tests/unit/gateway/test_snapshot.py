@@ -28,6 +28,9 @@ class FakeSocket:
     def buffered(self) -> int:
         return 0
 
+    def direct_fd(self) -> int:
+        return -1
+
     def bounded_writer(self, max_bytes: int, overflowed: Any) -> Any:
         return self.write
 
