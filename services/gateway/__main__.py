@@ -7,11 +7,13 @@ from .app import create_app
 from .drain import DrainingServer
 from .server import config_for
 from .settings import GatewaySettings
+from .wsserver import raise_open_file_limit
 
 
 def main() -> None:
     settings = GatewaySettings()
     setup_logging(settings.log_level)
+    raise_open_file_limit()
     tracing.setup("gateway")  # OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = create_app(settings)
     # SIGTERM: every socket gets a `reconnect` frame and a 1012 close before uvicorn stops.

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import socket
 import struct
 from collections.abc import Callable
@@ -40,6 +41,50 @@ log = logging.getLogger(__name__)
 # nothing would never see the close frame behind its unread data).
 CLOSE_WAIT_S = 2.0
 SOCKET_PATH = "/ws"
+# Descriptors kept free of duplicates (direct_fd) for everything else the process opens.
+FD_RESERVE = 1024
+
+
+class DescriptorBudget:
+    """How many duplicate descriptors (direct_fd) the process may hold: half of what its
+    open-file limit leaves after FD_RESERVE, so duplicates never take the descriptors new
+    sockets are accepted on. Past it a socket's events go through its transport."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.limit = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the open-file limit again (after raise_open_file_limit)."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = soft if soft != resource.RLIM_INFINITY else 1 << 20
+        self.limit = max(0, (soft - FD_RESERVE) // 2)
+
+    def take(self) -> bool:
+        if self.held >= self.limit:
+            return False
+        self.held += 1
+        return True
+
+    def give_back(self) -> None:
+        self.held -= 1
+
+
+DESCRIPTORS = DescriptorBudget()
+
+
+def raise_open_file_limit(cap: int = 1 << 20) -> int:
+    """Raise this process's soft open-file limit to its hard one (at most `cap`): a socket
+    costs a descriptor, two with its duplicate. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    DESCRIPTORS.refresh()
+    return soft
 
 
 class ClientSocket(asyncio.Protocol):
@@ -120,6 +165,7 @@ class ClientSocket(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
+            DESCRIPTORS.give_back()
 
     def shutdown(self) -> None:
         """uvicorn's shutdown (after the gateway's drain): close what is still open."""
@@ -146,11 +192,12 @@ class ClientSocket(asyncio.Protocol):
         if transport is None or transport.get_extra_info("sslcontext") is not None:
             return -1
         sock = transport.get_extra_info("socket")
-        if sock is None:
+        if sock is None or not DESCRIPTORS.take():
             return -1
         try:
             self._fd = os.dup(sock.fileno())
         except OSError:
+            DESCRIPTORS.give_back()
             return -1
         return self._fd
 

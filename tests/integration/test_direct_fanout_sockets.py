@@ -18,7 +18,7 @@ from services.common.contracts.models import UserRef
 from services.gateway.connection import Connection
 from services.gateway.hub import RoomChannel
 from services.gateway.wire import text_frame
-from services.gateway.wsserver import ClientSocket
+from services.gateway.wsserver import DESCRIPTORS, ClientSocket, DescriptorBudget
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +77,7 @@ async def scenario() -> dict[str, Any]:
         channel.add_member(conn)
         channel.settle(0)
         dup = conn.fd
+        held_with_dup = DESCRIPTORS.held
         went_direct_first = conn.direct
         for v in range(1, EVENTS + 1):
             channel.on_event(v, text_frame(event(v)))
@@ -111,6 +112,8 @@ async def scenario() -> dict[str, Any]:
             "direct_again": direct_again,
             "dup": dup,
             "dup_closed": dup_closed,
+            "held_with_dup": held_with_dup,
+            "held_after": DESCRIPTORS.held,
         }
     finally:
         writer.close()
@@ -135,3 +138,12 @@ def test_a_member_that_falls_behind_gets_every_event_whole_and_in_order(loop_kin
     assert result["payloads"] == [event(v) for v in range(1, EVENTS + 4)]
     assert result["direct_again"]
     assert result["dup_closed"]
+    assert result["held_after"] == result["held_with_dup"] - 1  # its budget given back
+
+
+def test_duplicates_leave_half_the_open_file_limit_to_new_sockets() -> None:
+    budget = DescriptorBudget()
+    budget.limit = 2
+    assert [budget.take() for _ in range(3)] == [True, True, False]
+    budget.give_back()
+    assert budget.take()
