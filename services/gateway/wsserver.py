@@ -7,7 +7,8 @@ loop and middleware frames per socket, and a copy per send:
 
 - frames are acted on in `data_received`, as they arrive (clients.received);
 - room events are framed once and the same bytes are written straight to every member's
-  transport (hub.py, connection.py), with no per-socket queue or writer task;
+  socket (hub.py, connection.py): to a duplicate of its descriptor (`direct_fd`), or through
+  its transport while that holds bytes unsent; no per-socket queue or writer task;
 - the heartbeat is one timer per socket that alternates between "send a ping" and "the pong
   is late".
 
