@@ -9,10 +9,10 @@ import pytest
 
 from services.common.contracts.models import UserRef
 from services.gateway.connection import Connection
-from services.gateway.hub import RoomChannel
 from services.gateway.wire import text_frame
 
 from .test_connection import FakeSocket
+from .test_connection import fan_out as room
 
 ROOM = "AbC123"
 BOUND = 1 << 20
@@ -66,14 +66,6 @@ def drain(read_end: int) -> bytes:
         if not chunk:
             return bytes(out)
         out += chunk
-
-
-def room(*conns: Connection) -> RoomChannel:
-    channel = RoomChannel(ROOM, 0.05)
-    for conn in conns:
-        channel.add_member(conn)
-    channel.settle(0)
-    return channel
 
 
 def test_events_go_straight_to_every_members_descriptor(pipes: list[tuple[int, int]]) -> None:
