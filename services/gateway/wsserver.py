@@ -225,7 +225,6 @@ class ClientSocket(asyncio.Protocol):
             return
         if self.conn is not None:  # no room event may follow the close frame
             self.conn.mark_closed()
-            self.conn.stop_direct()
         with contextlib.suppress(InvalidState):
             self.ws.send_close(code, reason[:120])
         self._flush()
@@ -349,7 +348,6 @@ class ClientSocket(asyncio.Protocol):
         log.info("closing %s: keepalive ping timeout", self.conn.conn_id if self.conn else "?")
         if self.conn is not None:
             self.conn.mark_closed()
-            self.conn.stop_direct()
         self.ws.fail(1011, "keepalive ping timeout")
         self._flush()
         self._end()

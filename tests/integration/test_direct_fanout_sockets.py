@@ -6,7 +6,6 @@ order once it reads again; and a socket's duplicate descriptor goes with the soc
 import asyncio
 import concurrent.futures
 import os
-import socket
 from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +18,7 @@ from services.gateway.connection import Connection
 from services.gateway.hub import RoomChannel
 from services.gateway.wire import text_frame
 from services.gateway.wsserver import DESCRIPTORS, ClientSocket, DescriptorBudget
+from tests.support.loopback import serve, slow_reader
 
 pytestmark = pytest.mark.integration
 
@@ -53,25 +53,14 @@ async def read_exactly(reader: asyncio.StreamReader, size: int) -> bytes:
 
 async def scenario() -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    protocols: list[ClientSocket] = []
-    accepted = asyncio.Event()
-
-    def make() -> ClientSocket:
-        proto = ClientSocket(None, SimpleNamespace(connections=set()))
-        protocols.append(proto)
-        accepted.set()
-        return proto
-
-    server = await loop.create_server(make, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # falls behind at once
-    raw.setblocking(False)
-    await loop.sock_connect(raw, ("127.0.0.1", port))
+    accepted = await serve(lambda: ClientSocket(None, SimpleNamespace(connections=set())), 1)
+    server = accepted.server
+    raw = slow_reader()  # falls behind at once
+    await loop.sock_connect(raw, ("127.0.0.1", accepted.port))
     reader, writer = await asyncio.open_connection(sock=raw)
     try:
-        await asyncio.wait_for(accepted.wait(), 5)
-        (proto,) = protocols
+        await asyncio.wait_for(accepted.all_in.wait(), 5)
+        (proto,) = accepted.protocols
         conn = Connection(proto, UserRef(id="u", name="u"), "gw:1", 64 << 20)
         channel = RoomChannel(ROOM, 0.05)
         channel.add_member(conn)

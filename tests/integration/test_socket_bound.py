@@ -6,7 +6,6 @@ member that reads gets every event."""
 
 import asyncio
 import concurrent.futures
-import socket
 from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +20,7 @@ from services.gateway.hub import RoomChannel
 from services.gateway.metrics import SLOW_CONSUMER_CLOSES
 from services.gateway.wire import text_frame
 from services.gateway.wsserver import ClientSocket
+from tests.support.loopback import serve, slow_reader
 
 pytestmark = pytest.mark.integration
 
@@ -52,27 +52,20 @@ class Closes(ClientSocket):
 
 async def scenario() -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    protocols: list[Closes] = []
-    both_accepted = asyncio.Event()
 
     def make() -> Closes:
         proto = Closes(None, SimpleNamespace(connections=set()))
         proto.closes = []
-        protocols.append(proto)
-        if len(protocols) == 2:
-            both_accepted.set()
         return proto
 
-    server = await loop.create_server(make, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # reads nothing from here
-    stalled.setblocking(False)
+    accepted = await serve(make, 2)
+    server, port, protocols = accepted.server, accepted.port, accepted.protocols
+    stalled = slow_reader()  # reads nothing from here
     reader, _writer = None, None
     try:
         await loop.sock_connect(stalled, ("127.0.0.1", port))
         reader, _writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.wait_for(both_accepted.wait(), 5)
+        await asyncio.wait_for(accepted.all_in.wait(), 5)
         stalled_proto, reading_proto = protocols
         users = [UserRef(id=f"u{i}", name=f"u{i}") for i in range(2)]
         stalled_conn = Connection(stalled_proto, users[0], "gw:1", BOUND)
