@@ -280,11 +280,20 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _long_collections(section: dict[str, Any]) -> str:
+    """The gateways' collections over 10 ms during the rounds ("-": no figures)."""
+    ran = section.get("gateway_gc_during_rounds") or []
+    if not ran or any(r is None for r in ran):
+        return "-"
+    return str(sum(r["over_10ms"] for r in ran))
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [f"ShareTube benchmark ({report['size']}), pinning {report['pinning']}", ""]
     sections = report["sections"]
     lines.append(
         "fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost  floor p50"
+        "  GC>10ms"
     )
     for name, s in sections.items():
         if not name.startswith(("fanout_", "scale_out_fanout")):
@@ -299,7 +308,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"  {label:<40} {_ms(last.get('p50')):>7} {_ms(last.get('p95')):>7} "
             f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?'):>4}"
-            f"  {_ms((floor or {}).get('p50')):>9}"
+            f"  {_ms((floor or {}).get('p50')):>9}  {_long_collections(s):>7}"
         )
     idle_s = sections.get("idle", {})
     if idle_s:

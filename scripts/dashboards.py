@@ -167,6 +167,30 @@ def overview() -> dict:
                 ],
                 "short",
             ),
+            # A full collection stops a whole process: a fan-out or command stalled by one
+            # shows here (services/common/gcpause.py).
+            panel(
+                "Garbage-collection pause p99 by service",
+                [
+                    (
+                        "histogram_quantile(0.99, sum by (le, job) "
+                        f"(rate(sharetube_gc_pause_seconds_bucket[{RI}])))",
+                        "{{job}}",
+                    )
+                ],
+                "s",
+            ),
+            panel(
+                "Full collections per second by service",
+                [
+                    (
+                        "sum by (job) (rate("
+                        f'sharetube_gc_pause_seconds_count{{generation="2"}}[{RI}]))',
+                        "{{job}}",
+                    )
+                ],
+                "short",
+            ),
         ],
     )
 

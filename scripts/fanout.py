@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtest import gcstats  # noqa: E402
 from loadtest.stats import describe  # noqa: E402
 from loadtest.wsclient import guest_token  # noqa: E402
 from scripts import pinning  # noqa: E402
@@ -874,10 +875,15 @@ def _measure(
             # postmaster's affinity, and this finds anything that escaped it.
             pinned = pinning.pin_tree(opts.stack_pids, opts.stack_cpus)
         load_before = os.getloadavg()[0]
+        gc_before = [gcstats.scrape(url) for url in urls]
         t, cpu_rounds = time.monotonic(), _cpu_s()
         rounds = bench.run_rounds(room, rounds_wanted, opts)
         phases["rounds_s"] = round(time.monotonic() - t, 3)
         cpu_rounds = _cpu_s() - cpu_rounds
+        gc_rounds = [
+            gcstats.collections_between(before, gcstats.scrape(url))
+            for url, before in zip(urls, gc_before, strict=True)
+        ]
         rss["after_rounds"] = _rss(pids)
 
         # One more event after the rounds, read by every member: each one's sequence must
@@ -900,6 +906,9 @@ def _measure(
         result["sequence"]["final_barrier_read_by_all"] = final_barrier
         result["sequence"]["same_sequence"] = result["sequence"]["same_sequence"] and final_barrier
         result["pinning"] = pinning_report(client_cpus, opts, pinned, pids)
+        # A gateway's collections during the rounds, in the order of `urls`: a slow round
+        # beside a long one is the collector's (None: the gateway gave no figures).
+        result["gateway_gc_during_rounds"] = gc_rounds
         # Other work on the machine skews every figure: keep how busy it was.
         result["machine"]["loadavg_1m"] = {
             "before_rounds": load_before,

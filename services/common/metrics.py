@@ -10,6 +10,8 @@ room codes or user ids.
 - `sharetube_db_query_duration_seconds{operation}` (histogram): one SQL statement's time
   (operation = the statement's first keyword).
 - `sharetube_nats_errors_total{kind}` (counter): nats-py errors, `slow_consumer` among them.
+- `sharetube_gc_pause_seconds{generation}` (histogram): how long each garbage collection held
+  the process (services/common/gcpause.py); a full one stops every socket and command.
 """
 
 import time
@@ -44,6 +46,14 @@ DB_QUERY_DURATION = Histogram(
     "Time of one SQL statement",
     ["operation"],
     buckets=_LATENCY_BUCKETS,
+)
+# From a young collection (~0.1 ms) to a full one over a gateway's sockets (tens of ms).
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
+GC_PAUSE = Histogram(
+    "sharetube_gc_pause_seconds",
+    "Time one garbage collection held the process, by generation",
+    ["generation"],
+    buckets=GC_PAUSE_BUCKETS,
 )
 NATS_ERRORS = Counter("sharetube_nats_errors_total", "nats-py errors by kind", ["kind"])
 

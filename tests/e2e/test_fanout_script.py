@@ -97,3 +97,11 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
     assert isinstance(report["gateway_pid"], int)
     assert all(isinstance(report["rss_kb"][k], int) for k in ("before", "after_join"))
     assert isinstance(report["rss_per_connection_kb"], int | float)
+
+    # The gateway's collections during the rounds, read from its /metrics: one row per
+    # gateway with every generation (a few rounds may run none: the writes allocate little).
+    (gc_rounds,) = report["gateway_gc_during_rounds"]
+    generations = gc_rounds["by_generation"]
+    assert set(generations) == {"0", "1", "2"}
+    assert all(g["collections"] >= 0 and g["seconds"] >= 0 for g in generations.values())
+    assert 0 <= gc_rounds["over_10ms"] <= sum(g["collections"] for g in generations.values())

@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.common import gcpause, runtime
 from services.common.settings import CommonSettings
@@ -45,3 +46,33 @@ async def test_a_service_freezes_once_its_connections_are_up(
     assert gc.get_freeze_count() == 0
     async with runtime.lifespan(settings, "gcpause-test", use_db=False, serve_health=False):
         assert gc.get_freeze_count() > 1000
+
+
+def _collections(generation: int) -> tuple[float, float]:
+    count = REGISTRY.get_sample_value(
+        "sharetube_gc_pause_seconds_count", {"generation": str(generation)}
+    )
+    total = REGISTRY.get_sample_value(
+        "sharetube_gc_pause_seconds_sum", {"generation": str(generation)}
+    )
+    return count or 0.0, total or 0.0
+
+
+def test_every_collection_is_timed_by_generation() -> None:
+    gcpause.time_pauses()
+    gcpause.time_pauses()  # twice: still one callback, one observation per collection
+    gc.disable()  # only the collections below: none started by the test's own allocations
+    try:
+        before = {g: _collections(g) for g in range(3)}
+        gc.collect(2)
+        gc.collect(0)
+        gc.collect(0)
+        after = {g: _collections(g) for g in range(3)}
+    finally:
+        gc.enable()
+    assert after[2][0] - before[2][0] == 1
+    assert after[1][0] == before[1][0]
+    assert after[0][0] - before[0][0] == 2
+    assert after[2][1] > before[2][1]  # a full collection takes some time
+    assert gcpause._time_collection in gc.callbacks
+    assert gc.callbacks.count(gcpause._time_collection) == 1
