@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from loadtest.api import run_driver  # noqa: E402
+from loadtest.cpuledger import describe_slowest  # noqa: E402
 from loadtest.options import LoadOptions, Target  # noqa: E402
 from loadtest.progress import Progress  # noqa: E402
 from loadtest.stack import add_durable_flag, keep_logs, started_stack  # noqa: E402
@@ -234,6 +235,7 @@ class Suite:
             quiet=self.args.quiet,
             stack_pids=list(target.pids.values()),
             stack_cpus=self.stack_cpus,
+            stack_names={pid: name for name, pid in target.pids.items()},
             started_stack=True,
         )
         result = fanout.measure_fanout(
@@ -310,6 +312,9 @@ def render(report: dict[str, Any]) -> str:
             f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?'):>4}"
             f"  {_ms((floor or {}).get('p50')):>9}  {_long_collections(s):>7}"
         )
+        slowest = describe_slowest(s.get("cpu_during_rounds"))
+        if slowest:
+            lines.append(f"    {slowest}")
     idle_s = sections.get("idle", {})
     if idle_s:
         lines.append("")

@@ -74,6 +74,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from loadtest import gcstats  # noqa: E402
+from loadtest.cpuledger import CpuLedger, describe_slowest, typical, unusual  # noqa: E402
 from loadtest.stats import describe  # noqa: E402
 from loadtest.wsclient import guest_token  # noqa: E402
 from scripts import pinning  # noqa: E402
@@ -322,6 +323,9 @@ class Round:
     user: int = 0  # arrivals stamped at read (no SCM_TIMESTAMPNS)
     reply_ok: bool | None = None
     reply_error: str | None = None
+    # Milliseconds each process ran on the stack's CPUs from just before t0 until the last
+    # member had the event (CpuLedger); None when not measured.
+    cpu_ms: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self.arrivals = [0] * self.clients
@@ -345,6 +349,9 @@ class Options:
     # reported. None: not pinned by us.
     stack_pids: list[int] = field(default_factory=list)
     stack_cpus: set[int] | None = None
+    # pid -> service name, for what ran during each round (CpuLedger); other processes are
+    # named by their titles.
+    stack_names: dict[int, str] = field(default_factory=dict)
     started_stack: bool = False
 
 
@@ -373,6 +380,7 @@ class Bench:
         self.notices: Counter[str] = Counter()  # frames outside the room's sequence
         self.closed: dict[int, tuple[int | None, str]] = {}
         self.closing = False
+        self.ledger: CpuLedger | None = None  # what ran on the stack's CPUs in each round
 
     # --- the client's handler (inside poll) --------------------------------------------------
 
@@ -734,9 +742,14 @@ class Bench:
             frame = client_frame(OP_TEXT, payload)  # framed and masked before t0
             self.calls[call.id] = call
             self.round = rnd
+            # Read on this process's CPU, before t0 and after the last arrival: the stack's
+            # CPUs are not disturbed, and the timed span is inside the two.
+            cpu_before = self.ledger.snapshot() if self.ledger else None
             rnd.t0_ns = time.time_ns()
             self.client.send_raw(owner, frame)
             self.run_until(lambda rnd=rnd: rnd.done, opts.round_timeout)
+            if self.ledger and cpu_before is not None:
+                rnd.cpu_ms = self.ledger.spent(cpu_before, self.ledger.snapshot())
             self.run_until(lambda call=call: call.done, 5.0)
             rnd.reply_ok = call.done and call.code is None
             if not rnd.reply_ok:
@@ -874,6 +887,8 @@ def _measure(
             # PostgreSQL forked a backend per service connection meanwhile: they inherit the
             # postmaster's affinity, and this finds anything that escaped it.
             pinned = pinning.pin_tree(opts.stack_pids, opts.stack_cpus)
+        if opts.stack_cpus:
+            bench.ledger = CpuLedger(opts.stack_cpus, opts.stack_names)
         load_before = os.getloadavg()[0]
         gc_before = [gcstats.scrape(url) for url in urls]
         t, cpu_rounds = time.monotonic(), _cpu_s()
@@ -909,6 +924,7 @@ def _measure(
         # A gateway's collections during the rounds, in the order of `urls`: a slow round
         # beside a long one is the collector's (None: the gateway gave no figures).
         result["gateway_gc_during_rounds"] = gc_rounds
+        result["cpu_during_rounds"] = cpu_report(rounds)
         # Other work on the machine skews every figure: keep how busy it was.
         result["machine"]["loadavg_1m"] = {
             "before_rounds": load_before,
@@ -945,6 +961,32 @@ def _measure(
             "sequence": bench.sequences(final=False),
         }
         raise
+
+
+SLOWEST_ROUNDS = 3  # explained one by one in the report
+
+
+def cpu_report(rounds: list[Round]) -> dict[str, Any] | None:
+    """What ran on the stack's CPUs in a typical round (median ms by process), and in the
+    slowest rounds what ran longer than that: a slow round is explained by the process that
+    took the core, or shown to be slow in the fan-out's own processes."""
+    measured = [r for r in rounds if r.cpu_ms is not None and r.done]
+    if not measured:
+        return None
+    usual = typical([r.cpu_ms or {} for r in measured])
+    slowest = sorted(measured, key=lambda r: max(a for a in r.arrivals) - r.t0_ns)
+    return {
+        "typical_round_ms": usual,
+        "slowest_rounds": [
+            {
+                "round": r.index,
+                "to_last_ms": round((max(r.arrivals) - r.t0_ns) / 1e6, 3),
+                "busy_ms": round(sum((r.cpu_ms or {}).values()), 3),
+                "over_typical_ms": unusual(r.cpu_ms or {}, usual),
+            }
+            for r in reversed(slowest[-SLOWEST_ROUNDS:])
+        ],
+    }
 
 
 def pinning_report(
@@ -1151,6 +1193,9 @@ def render(result: dict[str, Any], color: bool) -> str:
             else ""
         )
     )
+    slowest = describe_slowest(result.get("cpu_during_rounds"))
+    if slowest:
+        lines.append(slowest)
     lines.append(
         "phases: "
         + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result["phases"].items())
@@ -1183,6 +1228,7 @@ class Stack:
     url: str
     gateway_pid: int
     pids: list[int]  # every process started directly (servers and services)
+    names: dict[int, str]  # the same pids -> what they are (nats, rooms-0, ...)
 
 
 @contextlib.contextmanager
@@ -1231,8 +1277,9 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[Stack]:
                 f"stack up in {time.monotonic() - t:.1f} s: {system.base_url} "
                 f"(gateway pid {gateway.proc.pid})"
             )
-            pids = [p.pid for p in started] + [p.proc.pid for p in system.processes]
-            yield Stack(system.base_url, gateway.proc.pid, pids)
+            names = {p.pid: p.name for p in started}
+            names.update({p.proc.pid: p.name for p in system.processes})
+            yield Stack(system.base_url, gateway.proc.pid, list(names), names)
         except BaseException as exc:
             failure = exc
             raise
@@ -1380,6 +1427,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{pinned['threads']} threads"
                 )
                 opts.stack_pids, opts.stack_cpus = stack.pids, args.stack_cpus
+                opts.stack_names = stack.names
                 pinning.pin_self(original)
             return measure_fanout(
                 [stack.url], args.clients, args.rounds, [stack.gateway_pid], args.client_cpus, opts

@@ -105,3 +105,20 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
     assert set(generations) == {"0", "1", "2"}
     assert all(g["collections"] >= 0 and g["seconds"] >= 0 for g in generations.values())
     assert 0 <= gc_rounds["over_10ms"] <= sum(g["collections"] for g in generations.values())
+
+    # What ran on the stack's CPU in each round, from the scheduler's per-thread run times:
+    # the gateway writes every event, so it ran in a typical round; each slowest round is
+    # listed with what ran longer in it than usual.
+    cpu = report["cpu_during_rounds"]
+    if pinned:
+        assert cpu["typical_round_ms"].get("gateway-0", 0) > 0
+        slowest = cpu["slowest_rounds"]
+        assert 1 <= len(slowest) <= ROUNDS
+        assert [s["to_last_ms"] for s in slowest] == sorted(
+            (s["to_last_ms"] for s in slowest), reverse=True
+        )
+        assert max(s["to_last_ms"] for s in slowest) == report["to_last_member_ms"]["max"]
+        assert all(s["busy_ms"] > 0 for s in slowest)
+        assert "slowest rounds" in done.stdout
+    else:
+        assert cpu is None
