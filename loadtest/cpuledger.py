@@ -147,10 +147,15 @@ def typical(per_round: list[dict[str, float]]) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda item: item[1], reverse=True))
 
 
+NOTABLE_MS = 0.05  # less over a typical round than this is nothing unusual
+
+
 def unusual(spent: dict[str, float], usual: dict[str, float], top: int = 3) -> dict[str, float]:
-    """What ran longer in one round than in a typical one (ms over the median), most first."""
+    """What ran longer in one round than in a typical one (ms over the median), most first.
+    Empty when nothing did: the round was slow without more work on the stack's CPUs (the
+    client's side, or the host holding the virtual CPU back)."""
     over = {name: round(ms - usual.get(name, 0.0), 3) for name, ms in spent.items()}
-    ranked = sorted(((n, ms) for n, ms in over.items() if ms > 0), key=lambda x: -x[1])
+    ranked = sorted(((n, ms) for n, ms in over.items() if ms >= NOTABLE_MS), key=lambda x: -x[1])
     return dict(ranked[:top])
 
 

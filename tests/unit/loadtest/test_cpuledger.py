@@ -73,6 +73,7 @@ def test_typical_and_unusual_rounds() -> None:
     assert usual == {"gateway": 6.5, "rooms": 1.1}  # autovacuum ran in one round of three
     assert cpuledger.unusual(rounds[2], usual) == {"postgres: autovacuum worker": 20.0}
     assert cpuledger.unusual(rounds[1], usual) == {"gateway": 0.5, "rooms": 0.1}
+    assert cpuledger.unusual({"gateway": 6.52, "redis": 0.01}, usual) == {}  # a few µs more
     line = cpuledger.describe_slowest(
         {
             "slowest_rounds": [
