@@ -69,7 +69,7 @@ class CpuLedger:
         self.cpus = set(cpus) if cpus else None
         self.names = dict(names or {})
         self._own = os.getpid()
-        self._threads: dict[int, tuple[int, ...]] = {}  # pid -> its threads on `cpus`
+        self._allowed: dict[int, bool] = {}  # tid -> whether it may run on `cpus`
         self._known: dict[int, str] = {}  # pid -> name, read once
 
     def _pids(self) -> list[int]:
@@ -78,27 +78,28 @@ class CpuLedger:
         except OSError:
             return []
 
-    def _on_cpus(self, pid: int) -> tuple[int, ...]:
-        """The threads of `pid` that may run on `cpus` (read once per process: a thread
-        inherits its creator's affinity, and pinning happens before the rounds)."""
-        threads = self._threads.get(pid)
-        if threads is not None:
-            return threads
+    def _on_cpus(self, pid: int) -> list[int]:
+        """The threads of `pid` that may run on `cpus`. Listed anew at every snapshot (a
+        server may start threads while it runs); each thread's affinity is read once (it
+        inherits its creator's, and the stack is pinned before the rounds)."""
         try:
             tids = [int(t) for t in os.listdir(f"{PROC}/{pid}/task")]
         except OSError:
-            tids = []
-        if self.cpus is not None:
-            kept = []
-            for tid in tids:
+            return []
+        if self.cpus is None:
+            return tids
+        kept = []
+        for tid in tids:
+            allowed = self._allowed.get(tid)
+            if allowed is None:
                 try:
-                    if os.sched_getaffinity(tid) & self.cpus:
-                        kept.append(tid)
+                    allowed = bool(os.sched_getaffinity(tid) & self.cpus)
                 except OSError:
                     continue
-            tids = kept
-        self._threads[pid] = threads = tuple(tids)
-        return threads
+                self._allowed[tid] = allowed
+            if allowed:
+                kept.append(tid)
+        return kept
 
     def name_of(self, pid: int) -> str:
         name = self.names.get(pid) or self._known.get(pid)

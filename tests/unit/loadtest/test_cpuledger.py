@@ -86,3 +86,30 @@ def test_typical_and_unusual_rounds() -> None:
         "slowest rounds, ms over a typical round: #3 31.2 ms (x +20.0); #1 9.0 ms (nothing unusual)"
     )
     assert cpuledger.describe_slowest(None) is None
+
+
+THREAD_LATER = """import threading, time
+def spin():
+    end = time.monotonic() + 3
+    while time.monotonic() < end: pass
+time.sleep(0.4)
+threading.Thread(target=spin).start()
+time.sleep(3)
+"""
+
+
+def test_a_thread_started_after_a_snapshot_is_counted() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", THREAD_LATER])
+    try:
+        ledger = CpuLedger(names={proc.pid: "late"})
+        time.sleep(0.2)
+        ledger.snapshot()  # the process has its main thread only
+        time.sleep(0.4)  # its second thread now spins
+        before = ledger.snapshot()
+        time.sleep(0.1)
+        spent = ledger.spent(before, ledger.snapshot())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert len({tid for pid, tid in before if pid == proc.pid}) == 2
+    assert spent["late"] >= 10
