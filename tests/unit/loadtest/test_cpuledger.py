@@ -20,17 +20,25 @@ def _spinner(wait_s: float, spin_s: float, cpu: int | None = None) -> subprocess
     return proc
 
 
-def test_a_process_that_ran_between_the_snapshots_is_charged_its_run_time() -> None:
-    proc = _spinner(0.0, 3.0)
+def _watched(
+    proc: subprocess.Popen[bytes], name: str, ready_s: float, ledger: CpuLedger | None = None
+) -> tuple[dict[tuple[int, int], int], dict[str, float]]:
+    """After `ready_s`, two snapshots 100 ms apart with `proc` named `name`: the first, and
+    what each process ran between them. `proc` is killed after."""
     try:
-        ledger = CpuLedger(names={proc.pid: "spinner"})
-        time.sleep(0.3)  # started: spinning
+        ledger = ledger or CpuLedger()
+        ledger.names[proc.pid] = name
+        time.sleep(ready_s)
         before = ledger.snapshot()
         time.sleep(0.1)
-        spent = ledger.spent(before, ledger.snapshot())
+        return before, ledger.spent(before, ledger.snapshot())
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_process_that_ran_between_the_snapshots_is_charged_its_run_time() -> None:
+    before, spent = _watched(_spinner(0.0, 3.0), "spinner", 0.3)  # started: spinning
     # It spun through the 100 ms, on a CPU it may have shared with other work; never more
     # than the time that passed.
     assert 10 <= spent["spinner"] <= 150
@@ -100,16 +108,9 @@ time.sleep(3)
 
 def test_a_thread_started_after_a_snapshot_is_counted() -> None:
     proc = subprocess.Popen([sys.executable, "-c", THREAD_LATER])
-    try:
-        ledger = CpuLedger(names={proc.pid: "late"})
-        time.sleep(0.2)
-        ledger.snapshot()  # the process has its main thread only
-        time.sleep(0.4)  # its second thread now spins
-        before = ledger.snapshot()
-        time.sleep(0.1)
-        spent = ledger.spent(before, ledger.snapshot())
-    finally:
-        proc.kill()
-        proc.wait(10)
+    ledger = CpuLedger()
+    time.sleep(0.2)
+    ledger.snapshot()  # the process has its main thread only
+    before, spent = _watched(proc, "late", 0.4, ledger)  # its second thread now spins
     assert len({tid for pid, tid in before if pid == proc.pid}) == 2
     assert spent["late"] >= 10
