@@ -117,7 +117,10 @@ async def _command(gw: "GatewayState", conn: Connection, frame: frames.Frame) ->
     if not await gw.user_limiter.take(conn.user.id):
         conn.send(frames.reply_error(frame.id, _LIMITED))
         return
-    await gw.dispatcher.handle(conn, frame)
+    try:
+        await gw.dispatcher.handle(conn, frame)
+    finally:
+        gw.user_limiter.top_up(conn.user.id)  # Redis after the command, not ahead of it
 
 
 def _done(conn: Connection) -> None:
