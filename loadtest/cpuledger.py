@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from scripts.pinning import threads
+
 PROC = "/proc"
 TITLE_WORDS = 3  # "postgres: autovacuum worker"; a backend's "postgres: user db ..." is cut
 
@@ -82,10 +84,7 @@ class CpuLedger:
         """The threads of `pid` that may run on `cpus`. Listed anew at every snapshot (a
         server may start threads while it runs); each thread's affinity is read once (it
         inherits its creator's, and the stack is pinned before the rounds)."""
-        try:
-            tids = [int(t) for t in os.listdir(f"{PROC}/{pid}/task")]
-        except OSError:
-            return []
+        tids = threads(pid)
         if self.cpus is None:
             return tids
         kept = []

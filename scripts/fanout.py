@@ -970,21 +970,21 @@ def cpu_report(rounds: list[Round]) -> dict[str, Any] | None:
     """What ran on the stack's CPUs in a typical round (median ms by process), and in the
     slowest rounds what ran longer than that: a slow round is explained by the process that
     took the core, or shown to be slow in the fan-out's own processes."""
-    measured = [r for r in rounds if r.cpu_ms is not None and r.done]
+    measured = [(r, r.cpu_ms) for r in rounds if r.cpu_ms is not None and r.done]
     if not measured:
         return None
-    usual = typical([r.cpu_ms or {} for r in measured])
-    slowest = sorted(measured, key=lambda r: max(a for a in r.arrivals) - r.t0_ns)
+    usual = typical([spent for _r, spent in measured])
+    by_time = sorted(measured, key=lambda m: max(m[0].arrivals) - m[0].t0_ns, reverse=True)
     return {
         "typical_round_ms": usual,
         "slowest_rounds": [
             {
                 "round": r.index,
                 "to_last_ms": round((max(r.arrivals) - r.t0_ns) / 1e6, 3),
-                "busy_ms": round(sum((r.cpu_ms or {}).values()), 3),
-                "over_typical_ms": unusual(r.cpu_ms or {}, usual),
+                "busy_ms": round(sum(spent.values()), 3),
+                "over_typical_ms": unusual(spent, usual),
             }
-            for r in reversed(slowest[-SLOWEST_ROUNDS:])
+            for r, spent in by_time[:SLOWEST_ROUNDS]
         ],
     }
 
@@ -1227,8 +1227,11 @@ def stack_services() -> list[str]:
 class Stack:
     url: str
     gateway_pid: int
-    pids: list[int]  # every process started directly (servers and services)
-    names: dict[int, str]  # the same pids -> what they are (nats, rooms-0, ...)
+    names: dict[int, str]  # every process started directly -> what it is (nats, rooms-0, ...)
+
+    @property
+    def pids(self) -> list[int]:
+        return list(self.names)
 
 
 @contextlib.contextmanager
@@ -1279,7 +1282,7 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[Stack]:
             )
             names = {p.pid: p.name for p in started}
             names.update({p.proc.pid: p.name for p in system.processes})
-            yield Stack(system.base_url, gateway.proc.pid, list(names), names)
+            yield Stack(system.base_url, gateway.proc.pid, names)
         except BaseException as exc:
             failure = exc
             raise
