@@ -233,7 +233,6 @@ class Suite:
     def _fanout(self, target: Target, clients: int, pids: list[int | None]) -> dict[str, Any]:
         options = fanout.Options(
             quiet=self.args.quiet,
-            stack_pids=list(target.pids.values()),
             stack_cpus=self.stack_cpus,
             stack_names={pid: name for name, pid in target.pids.items()},
             started_stack=True,

@@ -334,6 +334,11 @@ class Round:
     def done(self) -> bool:
         return self.count + self.gone >= self.clients
 
+    @property
+    def to_last_ms(self) -> float:
+        """From the seek's write to the latest arrival so far."""
+        return round((max(self.arrivals) - self.t0_ns) / 1e6, 3)
+
 
 @dataclass
 class Options:
@@ -345,14 +350,16 @@ class Options:
     paced_joins: bool = True
     phase_timeout: float = 0.0  # seconds per phase; 0: by N
     quiet: bool = False
-    # A system the caller started and pinned: pinned again just before the rounds, and
-    # reported. None: not pinned by us.
-    stack_pids: list[int] = field(default_factory=list)
-    stack_cpus: set[int] | None = None
-    # pid -> service name, for what ran during each round (CpuLedger); other processes are
-    # named by their titles.
+    # A system the caller started and pinned, pid -> service name: pinned again just before
+    # the rounds, and reported; the names say what ran during each round (CpuLedger), other
+    # processes go by their titles. stack_cpus None: not pinned by us.
     stack_names: dict[int, str] = field(default_factory=dict)
+    stack_cpus: set[int] | None = None
     started_stack: bool = False
+
+    @property
+    def stack_pids(self) -> list[int]:
+        return list(self.stack_names)
 
 
 class Bench:
@@ -974,13 +981,13 @@ def cpu_report(rounds: list[Round]) -> dict[str, Any] | None:
     if not measured:
         return None
     usual = typical([spent for _r, spent in measured])
-    by_time = sorted(measured, key=lambda m: max(m[0].arrivals) - m[0].t0_ns, reverse=True)
+    by_time = sorted(measured, key=lambda m: m[0].to_last_ms, reverse=True)
     return {
         "typical_round_ms": usual,
         "slowest_rounds": [
             {
                 "round": r.index,
-                "to_last_ms": round((max(r.arrivals) - r.t0_ns) / 1e6, 3),
+                "to_last_ms": r.to_last_ms,
                 "busy_ms": round(sum(spent.values()), 3),
                 "over_typical_ms": unusual(spent, usual),
             }
@@ -1429,8 +1436,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"stack pinned to CPUs {pinned['cpus']}: {pinned['processes']} processes, "
                     f"{pinned['threads']} threads"
                 )
-                opts.stack_pids, opts.stack_cpus = stack.pids, args.stack_cpus
-                opts.stack_names = stack.names
+                opts.stack_names, opts.stack_cpus = stack.names, args.stack_cpus
                 pinning.pin_self(original)
             return measure_fanout(
                 [stack.url], args.clients, args.rounds, [stack.gateway_pid], args.client_cpus, opts
