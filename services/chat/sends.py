@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.contracts.models import ChatMessage
+from services.common.grouping import OneGroupAtATime
 
 from . import repository as repo
 
@@ -53,8 +54,7 @@ class SendGroups:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine  # autocommit (db.single_statements)
-        self._waiting: list[Send] = []
-        self._running: asyncio.Task[None] | None = None
+        self._groups = OneGroupAtATime(self._run, _room_of, MAX_GROUP)
 
     async def store(
         self, room: str, message: ChatMessage, request_id: str, reply: Any
@@ -62,19 +62,8 @@ class SendGroups:
         """Store `message` at the room's next version; that version, or None when there is
         no such room. A remembered request id raises IntegrityError."""
         done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(Send(room, message, request_id, reply, done))
-        self._start()
+        self._groups.add(Send(room, message, request_id, reply, done))
         return await done
-
-    def _start(self) -> None:
-        if self._waiting and self._running is None:
-            group, self._waiting = _one_per_room(self._waiting)
-            self._running = asyncio.get_running_loop().create_task(self._run(group))
-            self._running.add_done_callback(self._finished)
-
-    def _finished(self, _task: asyncio.Task[None]) -> None:
-        self._running = None
-        self._start()
 
     async def _run(self, group: list[Send]) -> None:
         GROUP_SIZE.observe(len(group))
@@ -108,24 +97,12 @@ class SendGroups:
                 send.done.set_exception(exc)
 
 
-def _one_per_room(waiting: list[Send]) -> tuple[list[Send], list[Send]]:
-    """The next group, and what waits on. The room's lock keeps a room's messages apart,
-    but a caller that gave up (cancelled) releases it while its message still waits here:
-    a second message of that room waits for the next group, after it."""
-    group: list[Send] = []
-    rest: list[Send] = []
-    rooms: set[str] = set()
-    for send in waiting:
-        if send.room in rooms or len(group) >= MAX_GROUP:
-            rest.append(send)
-        else:
-            rooms.add(send.room)
-            group.append(send)
-    return group, rest
-
-
 def _settle(send: Send, v: int | None) -> None:
     """Answer a stored message, unless its caller has gone (cancelled): the others of its
     group are answered all the same."""
     if not send.done.done():
         send.done.set_result(v)
+
+
+def _room_of(item: Send) -> str:
+    return item.room

@@ -46,6 +46,20 @@ def recording() -> bool:
 NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
 
 
+def group_span(name: str, contexts: list[Any]) -> AbstractContextManager[Any]:
+    """A span over a group commit (when `recording()`): a child of the first command's trace
+    context, linked to each other's, so every command's trace leads to it."""
+    if not recording():
+        return NO_SPAN
+    links = [trace.Link(trace.get_current_span(c).get_span_context()) for c in contexts[1:]]
+    return tracer.start_as_current_span(
+        name,
+        context=contexts[0],
+        links=links,
+        attributes={"sharetube.group_size": len(contexts)},
+    )
+
+
 def span(
     name: str, *, headers: dict[str, str] | None = None, **options: Any
 ) -> AbstractContextManager[Any]:

@@ -24,6 +24,7 @@ async def main(stop: asyncio.Event) -> None:
 
         await stats.serve(res.nc, "queue", stats.instance_id(), figures)
         await stop.wait()
+        await service.aclose()
 
 
 if __name__ == "__main__":

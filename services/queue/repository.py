@@ -4,7 +4,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy import and_, bindparam, case, delete, func, literal_column, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,16 +79,14 @@ _ENTRY_COLUMNS = (
 # The room's state and its queued entries in one statement (one row per entry, or one row of
 # NULL entry columns for an empty queue). An entry is only written by a change, and a change
 # always writes the room's row, so a room without one has no entries either.
-_READ_ROOM = (
-    select(_rooms.c.current_entry_id, _rooms.c.queue_v, *_ENTRY_COLUMNS)
-    .select_from(
-        _rooms.outerjoin(
-            _entries,
-            and_(_entries.c.room == _rooms.c.room, _entries.c.state == literal_column("'queued'")),
-        )
+_QUEUE_ROWS = select(_rooms.c.current_entry_id, _rooms.c.queue_v, *_ENTRY_COLUMNS).select_from(
+    _rooms.outerjoin(
+        _entries,
+        and_(_entries.c.room == _rooms.c.room, _entries.c.state == literal_column("'queued'")),
     )
-    .where(_rooms.c.room == bindparam("room"))
-    .order_by(_entries.c.pos, _entries.c.created_at_ms)
+)
+_READ_ROOM = _QUEUE_ROWS.where(_rooms.c.room == bindparam("room")).order_by(
+    _entries.c.pos, _entries.c.created_at_ms
 )
 
 
@@ -107,17 +117,51 @@ async def lock_and_read(conn: AsyncConnection, room: str) -> tuple[int, RoomQueu
     if conn.dialect.name != "postgresql":
         v = await sequencer.lock(conn, room)
         return v, await read_room(conn, room)
+    seqs, rows = await _lock_then_read(conn, _LOCK_SQL, _READ_ROOM_SQL, {"room": room})
+    if not seqs:
+        raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
+    return int(seqs[0][0]), _room_queue(rows)
+
+
+async def _lock_then_read(
+    conn: AsyncConnection, lock_sql: str, read_sql: str, params: dict[str, Any]
+) -> tuple[list[Any], list[Any]]:
+    """The lock's rows and the read's, the read a statement of its own after the lock (its
+    snapshot then sees what the lock's previous holder committed). Both, with the
+    transaction's BEGIN, go in one round trip: psycopg's pipeline mode."""
     driver = (await conn.get_raw_connection()).driver_connection
     if driver.autocommit:  # the lock would end with its statement (an AUTOCOMMIT engine)
-        raise RuntimeError("lock_and_read needs a transaction")
+        raise RuntimeError("the room's lock needs a transaction")
     async with driver.pipeline(), driver.cursor(row_factory=namedtuple_row) as cur:
-        locked = await driver.execute(_LOCK_SQL, {"room": room})
-        await cur.execute(_READ_ROOM_SQL, {"room": room})
+        locked = await driver.execute(lock_sql, params)
+        await cur.execute(read_sql, params)
         rows = await cur.fetchall()
-        seq = await locked.fetchone()
-    if seq is None:
-        raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
-    return int(seq[0]), _room_queue(rows)
+        seqs = await locked.fetchall()
+    return seqs, rows
+
+
+# A group's rooms (services/queue/groups.py): locked in room order, so two replicas' groups
+# cannot deadlock, then their queues read in a statement of their own, as `lock_and_read`
+# does for one.
+_LOCK_MANY_SQL = "SELECT v, room FROM room_seq WHERE room = ANY(%(rooms)s) ORDER BY room FOR UPDATE"
+_READ_ROOMS_SQL = str(
+    _QUEUE_ROWS.add_columns(_rooms.c.room)
+    .where(_rooms.c.room == any_(bindparam("rooms", type_=ARRAY(String))))
+    .order_by(_rooms.c.room, _entries.c.pos, _entries.c.created_at_ms)
+    .compile(dialect=psycopg_dialect())
+)
+
+
+async def lock_and_read_many(
+    conn: AsyncConnection, rooms: list[str]
+) -> dict[str, tuple[int, RoomQueue]]:
+    """`lock_and_read` for several rooms at once, in one round trip: each room's version
+    and queue; a room that does not exist is absent."""
+    versions, rows = await _lock_then_read(conn, _LOCK_MANY_SQL, _READ_ROOMS_SQL, {"rooms": rooms})
+    by_room: dict[str, list[Any]] = {}
+    for row in rows:
+        by_room.setdefault(row.room, []).append(row)
+    return {room: (int(v), _room_queue(by_room.get(room, []))) for v, room in versions}
 
 
 async def read_room(conn: AsyncConnection, room: str) -> RoomQueue:

@@ -11,7 +11,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import bus, sequencer
 from services.common.contracts import events, subjects
@@ -28,95 +28,13 @@ from services.common.contracts.envelope import (
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
 from services.common.idempotency import CommandLog
-from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
-from services.common.writes import WriteBatch
 
 from . import repository as repo
+from .groups import CommandGroups
 from .models import QueueCommand
+from .transaction import QueueTx
 from .videoid import video_id_from
-
-
-class QueueTx:
-    """One command's view of one room's queue under the room lock.
-
-    The queue is read once (one statement); the command changes it here, in memory, and its
-    writes wait in a batch that commit sends as one statement. The `queue` event is built
-    from the queue as changed, not read again.
-    """
-
-    def __init__(self, conn: AsyncConnection, room: str, v: int, queue: repo.RoomQueue) -> None:
-        self.conn = conn
-        self.room = room
-        self.v = v
-        self.stored = queue.stored
-        self.current_entry_id = queue.current_entry_id
-        self.entries = queue.entries  # the queued entries, in order
-        self.changed = False
-        self.writes = WriteBatch()  # sent together at commit
-        self._inserted: set[str] = set()
-        self._renumber = False
-
-    def find(self, entry_id: str) -> repo.Entry | None:
-        return next((e for e in self.entries if e.id == entry_id), None)
-
-    def add(self, entry: repo.Entry, *, at_head: bool) -> None:
-        if at_head:
-            entry.pos = 0
-            self.entries.insert(0, entry)
-            self._renumber = True
-        else:
-            # After the last one: positions keep gaps where entries left, so the count of
-            # entries could sort the new one before the last.
-            entry.pos = self.entries[-1].pos + 1 if self.entries else 0
-            self.entries.append(entry)
-        self._inserted.add(entry.id)
-        self.writes.add(repo.insert_statement(self.room, entry, now_ms()))
-        self.changed = True
-
-    def take(self, entry: repo.Entry, state: str) -> None:
-        """Off the queue: `removed`, `current` or `done`."""
-        self.entries.remove(entry)
-        self.writes.add(repo.state_statement(entry.id, state))
-        self.changed = True
-
-    def finish(self, entry_id: str) -> None:
-        """The entry that was playing has been played."""
-        self.writes.add(repo.state_statement(entry_id, "done"))
-        self.changed = True
-
-    def reorder(self, ids: list[str]) -> None:
-        by_id = {e.id: e for e in self.entries}
-        self.entries = [by_id[i] for i in ids]
-        self._renumber = True
-        self.changed = True
-
-    async def commit(self) -> bytes | None:
-        """Write the queue's new version with the batched writes; the `queue` event."""
-        if not self.changed:
-            await self.writes.flush(self.conn)
-            return None
-        self.v += 1
-        if self._renumber:
-            positions = {}
-            for pos, entry in enumerate(self.entries):
-                entry.pos = pos
-                if entry.id not in self._inserted:  # inserted at their position
-                    positions[entry.id] = pos
-            if positions:
-                self.writes.add(repo.positions_statement(positions))
-        self.writes.add(
-            repo.room_statement(
-                self.room,
-                stored=self.stored,
-                current_entry_id=self.current_entry_id,
-                queue_v=self.v,
-            )
-        )
-        self.writes.add(sequencer.advance_statement(self.room, self.v))
-        await self.writes.flush(self.conn)
-        data = [e.contract() for e in self.entries]
-        return events.encode("queue", self.room, self.v, data)
 
 
 class QueueService:
@@ -126,6 +44,17 @@ class QueueService:
         self.max_length = max_length
         self.commands = CommandLog(QueueCommand.__table__)
         self._locks = KeyedLocks()
+        # PostgreSQL commits members' commands in groups (groups.py); elsewhere each in a
+        # transaction of its own.
+        postgres = engine is not None and engine.dialect.name == "postgresql"
+        self._groups = CommandGroups(engine, self._publish) if postgres else None
+
+    async def aclose(self) -> None:
+        if self._groups is not None:
+            await self._groups.aclose()
+
+    async def _publish(self, room: str, event: bytes) -> None:
+        await bus.publish(self.nc, events.subject_for("queue", room), event)
 
     async def _access(self, room: str, user: UserRef, command: str) -> AccessReply:
         """Rooms' answer for `command`; raises its refusal. `queue.remove` is the exception:
@@ -151,6 +80,16 @@ class QueueService:
         body: Callable[[QueueTx], Awaitable[Any]],
     ) -> Any:
         async with self._locks.hold(room):
+            if env is not None and self._groups is not None:
+                outcome = await self._groups.apply(
+                    room,
+                    body,
+                    lambda reply: self.commands.remember_statement(
+                        env.user.id, env.id, command, reply
+                    ),
+                )
+                if outcome is not None:
+                    return outcome.reply
             try:
                 async with self.engine.begin() as conn:
                     v, queue = await repo.lock_and_read(conn, room)
@@ -173,7 +112,7 @@ class QueueService:
                     raise
                 return recalled
             if event is not None:
-                await bus.publish(self.nc, events.subject_for("queue", room), event)
+                await self._publish(room, event)
         return reply
 
     async def add(self, env: CommandEnvelope, data: QueueAdd) -> dict[str, Any]:

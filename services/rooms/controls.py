@@ -43,7 +43,6 @@ from typing import Any
 import orjson
 import psycopg
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from psycopg import pq, sql
 from psycopg.rows import namedtuple_row
@@ -277,19 +276,7 @@ class GroupCommitter:
                     control.done.set_exception(RuntimeError("control not applied"))
 
     async def _commit(self, group: list[Control]) -> None:
-        span = tracing.NO_SPAN
-        if tracing.recording():
-            links = [
-                trace.Link(trace.get_current_span(c.trace_context).get_span_context())
-                for c in group[1:]
-            ]
-            span = tracing.tracer.start_as_current_span(
-                "rooms group commit",
-                context=group[0].trace_context,
-                links=links,
-                attributes={"sharetube.group_size": len(group)},
-            )
-        with span:
+        with tracing.group_span("rooms group commit", [c.trace_context for c in group]):
             try:
                 applied, leftover, after = await self._transaction(group)
             except Exception as exc:

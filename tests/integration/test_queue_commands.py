@@ -5,6 +5,7 @@ reads it, and an entry added after removals goes last."""
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import db, devstack
 from services.common.contracts import events
 from services.common.contracts.commands import EntryRef, NoData, QueueAdd, QueueMove
+from services.common.contracts.errors import ErrorCode, ServiceError
+from services.common.idempotency import CommandLog
+from services.queue import groups
 from services.queue import repository as repo
+from services.queue.models import QueueCommand
 from services.queue.service import QueueService
+from services.queue.transaction import QueueTx
 from services.rooms.handlers import build_router as rooms_router
 from tests.support.rooms_service import env, new_room, rooms_service, user
 
@@ -30,7 +36,8 @@ pytestmark = pytest.mark.integration
 
 VIDEO = "dQw4w9WgXcQ"
 QUEUE_TABLE = re.compile(r"\b(FROM|INTO|UPDATE|JOIN) QUEUE_")
-QUEUE_LOCK = "SELECT V FROM ROOM_SEQ"  # the queue's (rooms locks with `SELECT ROOM ...`)
+# The queue's lock of one room or of a group's (rooms locks with `SELECT ROOM ...`).
+QUEUE_LOCK = re.compile(r"^SELECT V(, ROOM)? FROM ROOM_SEQ")
 
 
 @dataclass
@@ -49,9 +56,11 @@ async def stack(engine: AsyncEngine, upkeep_db_url: str, tmp_path: Path) -> Asyn
     rooms, _ = rooms_service(engine)
     await rooms_router(rooms).serve(nc, 16)
     queue_engine = db.create_engine(upkeep_db_url, pool_size=2)
+    queue = QueueService(queue_engine, nc, 200)
     try:
-        yield Stack(QueueService(queue_engine, nc, 200), queue_engine, rooms, nc)
+        yield Stack(queue, queue_engine, rooms, nc)
     finally:
+        await queue.aclose()
         await nc.close()
         await rooms.aclose()
         await queue_engine.dispose()
@@ -106,11 +115,11 @@ async def test_each_command_locks_reads_and_writes_its_queue_in_one_statement_ea
     for name, command in commands.items():
         statements.clear()
         await command()
-        queue = [s for s in statements if QUEUE_TABLE.search(s) or s.startswith(QUEUE_LOCK)]
+        queue = [s for s in statements if QUEUE_TABLE.search(s) or QUEUE_LOCK.match(s)]
         # The room's lock, one read of its queue, one write of everything it changes.
         assert len(queue) == 3, (name, queue)
         lock, read, write = queue
-        assert lock.startswith(QUEUE_LOCK) and "FOR UPDATE" in lock, name
+        assert QUEUE_LOCK.match(lock) and "FOR UPDATE" in lock, name
         assert read.startswith("SELECT") and "QUEUE_ENTRIES" in read, name
         for table in ("QUEUE_ENTRIES", "QUEUE_ROOMS", "ROOM_SEQ", "QUEUE_COMMANDS"):
             assert table in write, (name, table)
@@ -174,3 +183,112 @@ async def test_the_lock_is_refused_outside_a_transaction(stack: Stack) -> None:
     async with autocommit.connect() as conn:
         with pytest.raises(RuntimeError, match="needs a transaction"):
             await repo.lock_and_read(conn, room)
+
+
+# -- commands committed in groups (services/queue/groups.py) -------------------------------
+
+
+def group_sizes() -> dict[float, float]:
+    (metric,) = groups.GROUP_SIZE.collect()
+    return {float(s.labels["le"]): s.value for s in metric.samples if s.name.endswith("_bucket")}
+
+
+async def test_commands_sent_meanwhile_share_a_transaction(stack: Stack) -> None:
+    owner = user("owner")
+    rooms = [await new_room(stack.rooms, owner) for _ in range(12)]
+    received: list[dict[str, Any]] = []
+
+    async def on_event(msg: Any) -> None:
+        received.append(orjson.loads(msg.data))
+
+    sub = await stack.nc.subscribe(events.subject_for("queue", "*"), cb=on_event)
+    before = group_sizes()
+    requests = [env(owner, room) for room in rooms]
+    replies = await asyncio.gather(
+        *(
+            stack.queue.add(request, QueueAdd(video_id=VIDEO, title=f"t{i}"))
+            for i, request in enumerate(requests)
+        )
+    )
+    after = group_sizes()
+    assert after[1.0] - before.get(1.0, 0) < len(rooms), "some commands shared a group"
+    for room, reply in zip(rooms, replies, strict=True):
+        loaded = await stack.queue.load(env(owner, room), NoData())
+        assert loaded["queue"] == [reply["entry"]], "each applied to its own room"
+    # Each answered as it was committed: a retry of any of them gets the same reply.
+    again = await stack.queue.add(requests[5], QueueAdd(video_id=VIDEO, title="t5"))
+    assert again == replies[5]
+    await stack.nc.flush()
+    for _ in range(50):
+        if len(received) >= len(rooms):
+            break
+        await asyncio.sleep(0.02)
+    await sub.unsubscribe()
+    by_room = {event["room"]: event for event in received}
+    assert sorted(by_room) == sorted(rooms), "one event per room"
+    for room, reply in zip(rooms, replies, strict=True):
+        loaded = await stack.queue.load(env(owner, room), NoData())
+        assert by_room[room]["v"] == loaded["versions"]["queue"] == 1
+        assert by_room[room]["data"] == [reply["entry"]]
+
+
+async def test_a_refused_command_and_a_retry_in_a_group_are_answered_alone(stack: Stack) -> None:
+    owner = user("owner")
+    first, second, third = [await new_room(stack.rooms, owner) for _ in range(3)]
+    retried = env(owner, first)
+    answered = await stack.queue.add(retried, QueueAdd(video_id=VIDEO, title="once"))
+    results = await asyncio.gather(
+        stack.queue.add(retried, QueueAdd(video_id=VIDEO, title="once")),
+        stack.queue.remove(env(owner, second), EntryRef(entry_id="nosuchentry")),
+        stack.queue.add(env(owner, third), QueueAdd(video_id=VIDEO, title="fresh")),
+        return_exceptions=True,
+    )
+    assert results[0] == answered, "the retry is answered as the first was"
+    assert isinstance(results[1], ServiceError) and results[1].code is ErrorCode.NOT_FOUND
+    assert results[2]["entry"]["title"] == "fresh"
+    assert await _titles(stack, owner, first) == ["once"], "the retry applied nothing"
+    assert await _titles(stack, owner, third) == ["fresh"]
+
+
+async def test_a_group_takes_one_command_of_a_room(stack: Stack) -> None:
+    """Two commands of one room waiting at once (a caller gave up and released the room's
+    lock) go in successive groups, at successive versions."""
+    owner = user("owner")
+    room = await new_room(stack.rooms, owner)
+    committer = groups.CommandGroups(stack.queue_engine, _no_publish)
+    commands = CommandLog(QueueCommand.__table__)
+
+    def adder(title: str) -> groups.Body:
+        async def body(tx: QueueTx) -> dict[str, Any]:
+            entry = repo.Entry(uuid.uuid4().hex, VIDEO, title, None, None, "u", "U", 0)
+            tx.add(entry, at_head=False)
+            return {"v": tx.v + 1}
+
+        return body
+
+    def remember(reply: Any) -> Any:
+        return commands.remember_statement("u", uuid.uuid4().hex, "add", reply)
+
+    before = group_sizes()
+    outcomes = await asyncio.gather(
+        *(committer.apply(room, adder(t), remember) for t in ("a", "b", "c"))
+    )
+    await committer.aclose()
+    after = group_sizes()
+    assert [o.reply["v"] for o in outcomes if o is not None] == [1, 2, 3]
+    assert after[1.0] - before.get(1.0, 0) == 3, "three groups of one"
+    assert await _titles(stack, owner, room) == ["a", "b", "c"]
+
+
+async def test_a_room_that_is_gone_is_left_to_the_ordinary_path(stack: Stack) -> None:
+    committer = groups.CommandGroups(stack.queue_engine, _no_publish)
+
+    async def body(_tx: QueueTx) -> None:
+        raise AssertionError("not applied to a room that does not exist")
+
+    assert await committer.apply("nosuchroom", body, lambda _reply: None) is None
+    await committer.aclose()
+
+
+async def _no_publish(_room: str, _event: bytes) -> None:
+    return None
