@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import db, devstack
@@ -292,3 +293,49 @@ async def test_a_room_that_is_gone_is_left_to_the_ordinary_path(stack: Stack) ->
 
 async def _no_publish(_room: str, _event: bytes) -> None:
     return None
+
+
+async def test_two_replicas_groups_over_the_same_rooms_never_deadlock(
+    stack: Stack, upkeep_db_url: str
+) -> None:
+    """Two replicas' groups lock the same rooms (room_seq rows) in room order: each waits for
+    the other instead of deadlocking, so no group fails and every command is applied."""
+    owner = user("owner")
+    rooms = [await new_room(stack.rooms, owner) for _ in range(6)]
+    other_engine = db.create_engine(upkeep_db_url, pool_size=2)
+    replicas = [
+        groups.CommandGroups(stack.queue_engine, _no_publish),
+        groups.CommandGroups(other_engine, _no_publish),
+    ]
+    commands = CommandLog(QueueCommand.__table__)
+
+    async def body(tx: QueueTx) -> None:
+        entry = repo.Entry(uuid.uuid4().hex, VIDEO, tx.room, None, None, "u", "U", 0)
+        tx.add(entry, at_head=False)
+
+    def remember(reply: Any) -> Any:
+        return commands.remember_statement("u", uuid.uuid4().hex, "add", reply)
+
+    failed = _groups_failed()
+    rounds = 5
+    try:
+        for _ in range(rounds):
+            outcomes = await asyncio.gather(
+                *(replicas[0].apply(room, body, remember) for room in rooms),
+                *(replicas[1].apply(room, body, remember) for room in reversed(rooms)),
+            )
+            assert all(o is not None for o in outcomes), "every command applied in a group"
+    finally:
+        for replica in replicas:
+            await replica.aclose()
+        await other_engine.dispose()
+    assert _groups_failed() == failed, "no group failed (a deadlock would fail one)"
+    for room in rooms:
+        assert len(await _titles(stack, owner, room)) == 2 * rounds
+
+
+def _groups_failed() -> float:
+    value = REGISTRY.get_sample_value(
+        "sharetube_queue_commands_alone_total", {"reason": "group_failed"}
+    )
+    return value or 0.0
