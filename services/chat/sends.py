@@ -18,6 +18,7 @@ a room at most, so a room's messages keep their order.
 import asyncio
 import logging
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from prometheus_client import Histogram
@@ -54,7 +55,7 @@ class SendGroups:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine  # autocommit (db.single_statements)
-        self._groups = OneGroupAtATime(self._run, _room_of, MAX_GROUP)
+        self._groups = OneGroupAtATime(self._run, attrgetter("room"), MAX_GROUP)
 
     async def store(
         self, room: str, message: ChatMessage, request_id: str, reply: Any
@@ -102,7 +103,3 @@ def _settle(send: Send, v: int | None) -> None:
     group are answered all the same."""
     if not send.done.done():
         send.done.set_result(v)
-
-
-def _room_of(item: Send) -> str:
-    return item.room

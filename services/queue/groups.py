@@ -15,10 +15,6 @@ transaction whatever its size:
 3. each command's writes go as the one statement they are alone (its change, its room's new
    version, its remembered reply); then the commit.
 
-Written as one statement for the whole group, the writes took a shape per mix of commands:
-SQLAlchemy's statement cache then held ~55 MB of them (queue RSS 87 → 142-153 MB) and the
-slowest commands doubled; compiled afresh each time they cost the throughput they saved.
-
 Then each command's `queue` event is published (with its caller's trace context) and the
 command is answered, even if its caller has gone: the change is committed.
 
@@ -30,12 +26,17 @@ that fails as a whole (a request id already remembered, a lost connection).
 Order: the caller holds its room's local lock (`KeyedLocks`) from submission until it is
 answered, and a group takes one command of a room at most, so one room's commands still run
 one at a time in arrival order on this replica.
+
+Not one statement for the whole group's writes: its shape changed with the mix of commands,
+SQLAlchemy's statement cache then held ~55 MB of them (queue RSS 87 → 142-153 MB) and the
+slowest commands doubled; compiled afresh each time, they cost the throughput they saved.
 """
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -98,7 +99,7 @@ class CommandGroups:
     def __init__(self, engine: AsyncEngine, publish: Publish) -> None:
         self._engine = engine
         self._publish = publish
-        self._groups = OneGroupAtATime(self._run, _room_of, MAX_GROUP)
+        self._groups = OneGroupAtATime(self._run, attrgetter("room"), MAX_GROUP)
 
     async def apply(self, room: str, body: Body, remember: Remember) -> Outcome | None:
         """Apply `body` to `room`'s queue in the next group: its reply, or None when the
@@ -173,7 +174,3 @@ def _settle(change: Change, outcome: Outcome | None) -> None:
     """Answer a change, unless it is answered already or its caller has gone."""
     if not change.done.done():
         change.done.set_result(outcome)
-
-
-def _room_of(item: Change) -> str:
-    return item.room
