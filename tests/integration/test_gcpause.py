@@ -35,7 +35,10 @@ def test_startup_garbage_is_collected_and_the_rest_frozen(unfrozen: None) -> Non
     kept = _Node()
     frozen = gcpause.freeze_startup()
     assert gone() is None  # collected before the freeze, not kept forever
-    assert frozen == gc.get_freeze_count() > 1000
+    # A frozen object still dies when its last reference goes (a background thread's
+    # temporaries, say), which lowers the count later: equal or a few fewer, never more.
+    assert frozen > 1000
+    assert frozen - 100 < gc.get_freeze_count() <= frozen
     assert not gc.is_tracked(kept) or kept not in gc.get_objects(generation=2)
 
 
