@@ -1,9 +1,11 @@
 """The embedded servers `make run` and the tests rely on, started for real (no mocks)."""
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nats
@@ -62,6 +64,28 @@ def test_postgres_answers_and_keeps_data_over_a_restart(tmp_path: Path) -> None:
             assert conn.execute("select v from kept").fetchall() == [("still here",)]
     finally:
         proc.stop()
+
+
+def test_postgres_logs_long_lock_waits_and_slow_statements(tmp_path: Path) -> None:
+    proc, url = devstack.start_postgres(tmp_path / "pg", fast=True)
+    try:
+        with (
+            psycopg.connect(_psycopg_url(url)) as holder,
+            psycopg.connect(_psycopg_url(url), autocommit=True) as waiter,
+        ):
+            holder.execute("create table locked (v int)")
+            holder.commit()
+            holder.execute("lock table locked in access exclusive mode")
+            with ThreadPoolExecutor(1) as pool:
+                waited = pool.submit(lambda: waiter.execute("select count(*) from locked"))
+                holder.execute("select pg_sleep(1.1)")  # slow, and the waiter waits past 1 s
+                holder.commit()
+                assert waited.result(timeout=30).fetchone() == (0,)
+    finally:
+        proc.stop()
+    log = proc.log_path.read_text()
+    assert "still waiting for AccessShareLock" in log
+    assert re.search(r"duration: 1\d{3}\.\d+ ms  statement: select pg_sleep\(1\.1\)", log)
 
 
 def test_postgres_starts_over_a_killed_run(tmp_path: Path) -> None:

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 # Users whose id starts so are services; tokens never carry such an id (auth issues UUIDs).
 SERVICE_USER_PREFIX = "svc:"
 
+# A command served slower than this is logged: a third of the bus timeout its caller waits
+# (3 s), so the service's own log says which command was slow before anyone gives up on it.
+SLOW_COMMAND_S = 1.0
+
 Handler = Callable[[CommandEnvelope, Any], Awaitable[Any]]
 
 
@@ -182,10 +186,13 @@ class CommandRouter:
         name = subjects.command_name(self.service, subject)
         command = name if name in self._handlers else "unknown"
         reply = await self._dispatch(name, subject, payload)
-        COMMAND_DURATION.labels(self.service, command).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        COMMAND_DURATION.labels(self.service, command).observe(seconds)
         code = "ok"
         if not reply.startswith(b'{"ok":true'):
             code = str((orjson.loads(reply).get("error") or {}).get("code", "internal"))
+        if seconds > SLOW_COMMAND_S:
+            log.warning("slow command %s on %s: %.2f s (%s)", command, subject, seconds, code)
         COMMANDS.labels(self.service, command, code).inc()
         for observer in self._observers:
             observer(command, code)
@@ -295,6 +302,7 @@ async def request_raw(nc: NATS, subject: str, payload: bytes, timeout_s: float) 
             raise ServiceError(ErrorCode.UNAVAILABLE) from exc
         except NatsTimeoutError as exc:
             outcome = "timeout"
+            log.warning("no reply on %s within %.1f s", subject, timeout_s)
             raise ServiceError(ErrorCode.TIMEOUT) from exc
         except (
             ConnectionClosedError,

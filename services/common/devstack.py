@@ -323,6 +323,10 @@ def start_postgres(
         # 4 services x (pool 10 + overflow 10) = 80 under `make run`, plus test workers and
         # psql sessions; 200 keeps headroom at ~10 MB of shared memory.
         "-c", "max_connections=200",
+        # What explains a command that timed out: a lock waited on longer than
+        # deadlock_timeout (1 s), and any statement that ran for a second or more.
+        "-c", "log_lock_waits=on",
+        "-c", "log_min_duration_statement=1000",
     ]  # fmt: skip
     if fast:
         args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
