@@ -12,7 +12,7 @@ loop and middleware frames per socket, and a copy per send:
 - the heartbeat is one timer per socket that alternates between "send a ping" and "the pong
   is late".
 
-Measured with scripts/fanout.py (README "Performance"): this is what lets one gateway process
+Measured with scripts/fanout.py (docs/performance.md): this is what lets one gateway process
 reach 1,000 members in a few milliseconds and hold an idle socket in a few KB.
 """
 
