@@ -37,6 +37,7 @@ from .contracts import subjects
 from .contracts.envelope import CommandEnvelope
 from .contracts.errors import ErrorCode, ServiceError
 from .contracts.models import UserRef
+from .lograte import Sparse
 from .metrics import BUS_REQUEST_DURATION, COMMAND_DURATION, COMMANDS, NATS_ERRORS
 from .stats import RateMeter
 
@@ -48,6 +49,8 @@ SERVICE_USER_PREFIX = "svc:"
 # A command served slower than this is logged: a third of the bus timeout its caller waits
 # (3 s), so the service's own log says which command was slow before anyone gives up on it.
 SLOW_COMMAND_S = 1.0
+_slow_commands = Sparse(log)
+_unanswered = Sparse(log)
 
 Handler = Callable[[CommandEnvelope, Any], Awaitable[Any]]
 
@@ -192,7 +195,9 @@ class CommandRouter:
         if not reply.startswith(b'{"ok":true'):
             code = str((orjson.loads(reply).get("error") or {}).get("code", "internal"))
         if seconds > SLOW_COMMAND_S:
-            log.warning("slow command %s on %s: %.2f s (%s)", command, subject, seconds, code)
+            _slow_commands.warning(
+                "slow command %s on %s: %.2f s (%s)", command, subject, seconds, code
+            )
         COMMANDS.labels(self.service, command, code).inc()
         for observer in self._observers:
             observer(command, code)
@@ -302,7 +307,7 @@ async def request_raw(nc: NATS, subject: str, payload: bytes, timeout_s: float) 
             raise ServiceError(ErrorCode.UNAVAILABLE) from exc
         except NatsTimeoutError as exc:
             outcome = "timeout"
-            log.warning("no reply on %s within %.1f s", subject, timeout_s)
+            _unanswered.warning("no reply on %s within %.1f s", subject, timeout_s)
             raise ServiceError(ErrorCode.TIMEOUT) from exc
         except (
             ConnectionClosedError,

@@ -17,6 +17,7 @@ from services.common.contracts import subjects
 from services.common.contracts.envelope import CommandEnvelope
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
+from services.common.lograte import Sparse
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,7 @@ async def test_a_command_past_the_slow_mark_is_logged_with_its_outcome(
     infra: dict[str, str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bus, "SLOW_COMMAND_S", 0.05)
+    monkeypatch.setattr(bus, "_slow_commands", Sparse(bus.log))  # none written just before
     service = f"slow{uuid.uuid4().hex[:6]}"
     router = bus.CommandRouter(service)
 
@@ -60,8 +62,9 @@ async def test_a_command_past_the_slow_mark_is_logged_with_its_outcome(
 
 
 async def test_a_request_nobody_answers_in_time_is_logged_and_answered_timeout(
-    infra: dict[str, str], caplog: pytest.LogCaptureFixture
+    infra: dict[str, str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(bus, "_unanswered", Sparse(bus.log))
     subject = subjects.command(f"mute{uuid.uuid4().hex[:6]}", "anything")
     nc = await bus.connect(infra["NATS_URL"], "mute-test")
     try:
