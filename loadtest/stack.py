@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from services.common import devstack
-from tests.support.system import System, migrate
+from tests.support.system import System, migrated_servers
 
 from .affinity import audit, pin_self, pin_tree
 from .errors import LoadError
@@ -88,17 +88,16 @@ def started_stack(
     if stack_cpus:
         pin_self(stack_cpus)  # everything started from here inherits the stack's CPUs
     t = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sharetube-load-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="sharetube-load-") as tmp,
+        contextlib.ExitStack() as servers_up,
+    ):
         root = Path(tmp)
-        ports = {var: devstack.free_port() for var in ("NATS_URL", "DATABASE_URL", "REDIS_URL")}
-        # `durable`: PostgreSQL flushes its WAL at every commit, as in production.
-        servers = devstack.LocalStack(root, env={}, ports=ports, fast=not durable, persistent=False)
         system: System | None = None
         failed = False
         try:
             try:
-                servers.start()
-                migrate(servers.env["DATABASE_URL"])
+                servers = servers_up.enter_context(migrated_servers(root, durable=durable))
                 env = {**os.environ, **servers.env, **LOAD_ENV}
                 env["JWT_SECRET"] = secrets.token_hex(32)
                 env.pop("PORT", None)
@@ -146,7 +145,6 @@ def started_stack(
                         if tail.strip():
                             progress.note(f"--- {p.name} log (tail) ---\n{tail}")
                 system.stop()
-            servers.stop()
 
 
 def keep_logs(root: Path, dest: Path) -> list[Path]:

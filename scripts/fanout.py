@@ -1246,30 +1246,24 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[Stack]:
     """NATS, PostgreSQL, Redis, migrations, then the service processes (stack_services) in a
     temporary folder; everything stops in reverse order when the block ends, however it ends."""
     from services.common import devstack
-    from tests.support.system import System, migrate
+    from tests.support.system import System, migrated_servers
 
-    started: list[devstack.ManagedProcess] = []
     system: System | None = None
-    with tempfile.TemporaryDirectory(prefix="sharetube-fanout-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="sharetube-fanout-") as tmp,
+        contextlib.ExitStack() as servers_up,
+    ):
         root = Path(tmp)
         failure: BaseException | None = None
         try:
             t = time.monotonic()
             try:
-                nats, nats_url = devstack.start_nats(root / "nats")
-                started.append(nats)
-                pg, pg_url = devstack.start_postgres(root / "pg", fast=True)
-                started.append(pg)
-                redis, redis_url = devstack.start_redis(root / "redis", persistent=False)
-                started.append(redis)
-                migrate(pg_url)
+                servers = servers_up.enter_context(migrated_servers(root))
                 log_dir = root / "logs"
                 log_dir.mkdir()
                 env = {
                     **os.environ,
-                    "NATS_URL": nats_url,
-                    "DATABASE_URL": pg_url,
-                    "REDIS_URL": redis_url,
+                    **servers.env,
                     "JWT_SECRET": secrets.token_hex(32),
                     "LOG_LEVEL": log_level,
                 }
@@ -1287,7 +1281,7 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[Stack]:
                 f"stack up in {time.monotonic() - t:.1f} s: {system.base_url} "
                 f"(gateway pid {gateway.proc.pid})"
             )
-            names = {p.pid: p.name for p in started}
+            names = {p.pid: p.name for p in servers.started}
             names.update({p.proc.pid: p.name for p in system.processes})
             yield Stack(system.base_url, gateway.proc.pid, names)
         except BaseException as exc:
@@ -1301,9 +1295,6 @@ def started_stack(log_level: str, progress: Progress) -> Iterator[Stack]:
                         if tail.strip():
                             sys.stderr.write(f"--- {p.name} log (tail) ---\n{tail}\n")
                 system.stop()
-            for proc in reversed(started):
-                with contextlib.suppress(Exception):
-                    proc.stop()
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -36,9 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from services.common import devstack  # noqa: E402
 from tests.browser import harness  # noqa: E402
-from tests.support.system import System, migrate  # noqa: E402
+from tests.support.system import System, migrated_servers  # noqa: E402
 
 NAMES = ["Ann", "Ben", "Cat", "Dan", "Eve", "Fay", "Gus", "Hal"]
 VIDEO_ID = next(iter(harness.VIDEOS))
@@ -47,36 +46,22 @@ VIDEO_ID = next(iter(harness.VIDEOS))
 @contextlib.contextmanager
 def stack(root: Path) -> Iterator[System]:
     """The whole system as processes, stopped in reverse order however the block ends."""
-    started: list[devstack.ManagedProcess] = []
-    system: System | None = None
-    try:
-        nats, nats_url = devstack.start_nats(root / "nats")
-        started.append(nats)
-        pg, pg_url = devstack.start_postgres(root / "pg", fast=True)
-        started.append(pg)
-        redis, redis_url = devstack.start_redis(root / "redis", persistent=False)
-        started.append(redis)
-        migrate(pg_url)
+    with migrated_servers(root) as servers:
         log_dir = root / "logs"
         log_dir.mkdir(parents=True)
         env = {
             **os.environ,
-            "NATS_URL": nats_url,
-            "DATABASE_URL": pg_url,
-            "REDIS_URL": redis_url,
+            **servers.env,
             "JWT_SECRET": secrets.token_hex(32),
             "LOG_LEVEL": "WARNING",
         }
         env.pop("PORT", None)
         system = System(env=env, log_dir=log_dir)
-        system.start({"auth": 1, "rooms": 1, "queue": 1, "chat": 1, "gateway": 1})
-        yield system
-    finally:
-        if system is not None:
+        try:
+            system.start({"auth": 1, "rooms": 1, "queue": 1, "chat": 1, "gateway": 1})
+            yield system
+        finally:
             system.stop()
-        for proc in reversed(started):
-            with contextlib.suppress(Exception):
-                proc.stop()
 
 
 async def wait_all_playing(users: list[harness.ExtBrowser], after_ms: float) -> None:

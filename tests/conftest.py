@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from loadtest.stack import keep_logs
-from services.common import devstack
 from tests.support import kept_logs
-from tests.support.system import System, migrate
+from tests.support.system import System, migrated_servers
 
 
 @pytest.fixture(scope="session")
@@ -39,19 +38,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def infra(workdir: Path) -> Iterator[dict[str, str]]:
     """NATS, PostgreSQL and Redis for the whole session, migrated."""
-    started: list[devstack.ManagedProcess] = []
-    try:
-        nats, nats_url = devstack.start_nats(workdir / "nats")
-        started.append(nats)
-        pg, pg_url = devstack.start_postgres(workdir / "pg", fast=True)
-        started.append(pg)
-        redis, redis_url = devstack.start_redis(workdir / "redis", persistent=False)
-        started.append(redis)
-        migrate(pg_url)
-        yield {"NATS_URL": nats_url, "DATABASE_URL": pg_url, "REDIS_URL": redis_url}
-    finally:
-        for proc in reversed(started):
-            proc.stop()
+    with migrated_servers(workdir) as servers:
+        yield dict(servers.env)
 
 
 # Short timings so the tests wait little; the code paths are the same as in production.

@@ -1,17 +1,19 @@
 """Start ShareTube's services as separate processes against given NATS / DB / Redis URLs."""
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from websockets.sync.client import connect
 
-from services.common.devstack import free_port
+from services.common.devstack import LocalStack, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +27,18 @@ def migrate(database_url: str) -> None:
         capture_output=True,
         timeout=120,
     )
+
+
+@contextlib.contextmanager
+def migrated_servers(root: Path, *, durable: bool = False) -> Iterator[LocalStack]:
+    """NATS, PostgreSQL and Redis of their own, on free ports with their data under `root`,
+    the database migrated (`.env` holds their URLs); stopped however the block ends.
+    `durable`: PostgreSQL flushes its WAL at every commit, as in production."""
+    ports = {var: free_port() for var in ("NATS_URL", "DATABASE_URL", "REDIS_URL")}
+    # env={}: never the URLs of the caller's environment, always servers started here.
+    with LocalStack(root, env={}, ports=ports, fast=not durable, persistent=False) as servers:
+        migrate(servers.env["DATABASE_URL"])
+        yield servers
 
 
 @dataclass
