@@ -41,7 +41,7 @@ from services.common.keyedlocks import KeyedLocks
 from . import playback as pb
 from . import repository as repo
 from .access import AccessReads
-from .controls import Control, GroupCommitter, Transition
+from .controls import Control, GroupCommitter, HandOff, Transition
 from .models import RoomsCommand
 from .permissions import Standing, decide, denied_message, role_of, standing_of
 from .transaction import Published, RoomTx, membership_of
@@ -55,7 +55,7 @@ CODE_LENGTH = 6  # 55^6 ≈ 2.8e10 codes: guessing a private room's code is not 
 TxBody = Callable[[RoomTx], Awaitable[Any]]
 
 
-class _IdleRoom(Exception):
+class _IdleRoom(HandOff):
     """`play` in a room with nothing loaded: the queue's next entry is loaded instead."""
 
     def __init__(self, entry_id: str | None) -> None:

@@ -152,6 +152,70 @@ async def test_play_in_an_idle_room_asks_the_queue(engine: AsyncEngine) -> None:
     await rooms.aclose()
 
 
+async def test_a_handed_off_control_takes_no_transaction_of_its_own(
+    engine: AsyncEngine,
+) -> None:
+    """`play` in an idle room is answered by its group at once, for the queue: the ordinary
+    path does not run a transaction of its own only to find the room idle again."""
+    rooms, _bus = rooms_service(engine)
+    assert rooms.controls is not None
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+    ordinary = rooms.controls._alone
+    alone: list[str] = []
+
+    async def counted(control: controls.Control) -> dict[str, Any]:
+        alone.append(control.command)
+        return await ordinary(control)
+
+    async def advance(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ServiceError(ErrorCode.QUEUE_EMPTY)
+
+    rooms.controls._alone = counted
+    rooms._advance = advance  # type: ignore[method-assign]
+    before = left_alone()
+    with pytest.raises(ServiceError) as refused:
+        await rooms.play(env(owner, code, conn="c"), None)
+    assert refused.value.code is ErrorCode.QUEUE_EMPTY
+    assert alone == []
+    assert left_alone() == before
+    await rooms.aclose()
+
+
+async def test_what_a_group_leaves_alone_does_not_hold_up_the_next_group(
+    engine: AsyncEngine,
+) -> None:
+    """A refused control goes to the ordinary path in a task of its own: while that path is
+    still under way, the next group (another room's seek) commits and is answered."""
+    rooms, _bus = rooms_service(engine)
+    assert rooms.controls is not None
+    owner, member = user("owner"), user("member")
+    strict, other = await loaded(rooms, owner), await loaded(rooms, owner)
+    await rooms.update_settings(env(owner, strict), SettingsUpdate(control_mode="owner_only"))
+    await rooms.join(env(member, strict, conn="m"), Join())
+    ordinary = rooms.controls._alone
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(control: controls.Control) -> dict[str, Any]:
+        entered.set()
+        await release.wait()
+        return await ordinary(control)
+
+    rooms.controls._alone = held
+    refused = asyncio.create_task(rooms.seek(env(member, strict, conn="m"), Seek(position_ms=1)))
+    await asyncio.wait_for(entered.wait(), 10)
+    reply = await asyncio.wait_for(
+        rooms.seek(env(owner, other, conn="o"), Seek(position_ms=2000)), 10
+    )
+    assert reply["playback"]["position_ms"] == 2000
+    assert not refused.done()
+    release.set()
+    with pytest.raises(ServiceError) as forbidden:
+        await asyncio.wait_for(refused, 10)
+    assert forbidden.value.code is ErrorCode.FORBIDDEN
+    await rooms.aclose()
+
+
 def test_sqlite_has_no_groups() -> None:
     class SqliteEngine:
         class dialect:
