@@ -92,15 +92,17 @@ class RoomsService:
         body: TxBody,
         *,
         locked: bool = False,
+        caller: str | None = None,
     ) -> Any:
         """Run `body` under the room's lock (already held by the caller when `locked`);
         publish its events after commit; remember the reply under the request id so a retry
-        is not applied twice."""
+        is not applied twice. The membership of the envelope's user (or of `caller`, for a
+        command that is not remembered) is read with the room."""
         hold = contextlib.nullcontext() if locked else self._locks.hold(code)
         async with hold:
             try:
                 async with self.engine.begin() as conn:
-                    tx = await RoomTx.open(conn, code, env.user.id if env else None)
+                    tx = await RoomTx.open(conn, code, env.user.id if env else caller)
                     reply = await body(tx)
                     if env is not None:
                         # Sent with the command's own writes (one statement on PostgreSQL);
@@ -175,7 +177,7 @@ class RoomsService:
         async def body(tx: RoomTx) -> dict[str, Any]:
             now = now_ms()
             await self.authorize(tx, env.user, "join")
-            membership = await repo.get_membership(tx.conn, code, env.user.id)
+            membership = await tx.membership(env.user.id)  # read with the room
             changed = False
             if membership is None:
                 role = "owner" if env.user.id == tx.row.owner_id else "member"
@@ -205,7 +207,7 @@ class RoomsService:
             return await tx.snapshot_part()
 
         # A join is not remembered: joining again must return a fresh snapshot.
-        return await self.in_room(None, code, "join", body)
+        return await self.in_room(None, code, "join", body, caller=env.user.id)
 
     async def leave(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         await self._drop_session(room_of(env), conn_id=_conn(env))

@@ -91,12 +91,15 @@ class RoomTx:
         tx._players = frozenset(row.players.split()) if row.players else frozenset()
         return tx
 
+    async def membership(self, user_id: str) -> Any | None:
+        """`user_id`'s membership (name, role, joined_at_ms, banned), or None: as read with
+        the room when it was the caller, else read now (and kept until a change)."""
+        if user_id not in self._known:
+            self._known[user_id] = await repo.get_membership(self.conn, self.code, user_id)
+        return self._known[user_id]
+
     async def standing_of(self, user_id: str) -> Standing:
-        if user_id in self._known:
-            membership = self._known[user_id]
-        else:
-            membership = await repo.get_membership(self.conn, self.code, user_id)
-        return standing_of(self.row.owner_id, user_id, membership)
+        return standing_of(self.row.owner_id, user_id, await self.membership(user_id))
 
     async def role_of(self, user: UserRef) -> Role | None:
         return role_for(await self.standing_of(user.id))
