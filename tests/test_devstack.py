@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,20 +73,28 @@ def test_postgres_logs_long_lock_waits_and_slow_statements(tmp_path: Path) -> No
         with (
             psycopg.connect(_psycopg_url(url)) as holder,
             psycopg.connect(_psycopg_url(url), autocommit=True) as waiter,
+            psycopg.connect(_psycopg_url(url), autocommit=True) as watcher,
         ):
             holder.execute("create table locked (v int)")
             holder.commit()
             holder.execute("lock table locked in access exclusive mode")
             with ThreadPoolExecutor(1) as pool:
                 waited = pool.submit(lambda: waiter.execute("select count(*) from locked"))
-                holder.execute("select pg_sleep(1.1)")  # slow, and the waiter waits past 1 s
+                for _ in range(200):  # until the waiter waits (a busy machine starts it late)
+                    row = watcher.execute("select count(*) from pg_locks where not granted")
+                    if row.fetchone() != (0,):
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError("the second connection never waited for the lock")
+                holder.execute("select pg_sleep(1.3)")  # slow, and the waiter waits past 1 s
                 holder.commit()
                 assert waited.result(timeout=30).fetchone() == (0,)
     finally:
         proc.stop()
     log = proc.log_path.read_text()
     assert "still waiting for AccessShareLock" in log
-    assert re.search(r"duration: 1\d{3}\.\d+ ms  statement: select pg_sleep\(1\.1\)", log)
+    assert re.search(r"duration: 1\d{3}\.\d+ ms  statement: select pg_sleep\(1\.3\)", log)
 
 
 def test_postgres_starts_over_a_killed_run(tmp_path: Path) -> None:
