@@ -1,6 +1,7 @@
-"""Group commit's scheduling, shared by chat's messages and the queue's commands: what arrives
-while a group is in the database waits, and goes together in the next group, with at most
-one command of a room so that a room's commands keep their order."""
+"""Group commit's scheduling, shared by rooms' playback controls, chat's messages and the
+queue's commands: what arrives while a group is in the database waits, and goes together in
+the next group, with at most one command of a room so that a room's commands keep their
+order."""
 
 import asyncio
 from collections.abc import Awaitable, Callable

@@ -30,7 +30,8 @@ a group that fails as a whole (a request id already remembered, a lost connectio
 
 Order: a control holds its room's local lock (`KeyedLocks`) from submission until it is
 answered, so one room's commands still run one at a time in arrival order on this replica, and
-a group never holds two controls of one room.
+a group never holds two controls of one room (the scheduler, services/common/grouping.py, also
+holds back a second one whose caller gave up and released the lock).
 """
 
 import asyncio
@@ -38,6 +39,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -51,6 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import bus, db, tracing
 from services.common.contracts import events
 from services.common.contracts.envelope import CommandEnvelope
+from services.common.grouping import OneGroupAtATime
 from services.common.jsonutil import now_ms
 
 from . import repository as repo
@@ -61,10 +64,10 @@ from .transaction import Published, membership_of
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 128  # controls per transaction: bounds a group's statement and its lock set
-# Groups in the database at once, each on a connection of its own. One: with two, each
-# group took what was waiting sooner, groups got smaller and throughput fell (durable
-# PostgreSQL, 16 in flight: 1,337 controls/s with two, 1,832 with one).
-GROUPS_IN_FLIGHT = 1
+# One group in the database at a time (services/common/grouping.py), as for chat and the
+# queue: with two, each group took what was waiting sooner, groups got smaller and
+# throughput fell (durable PostgreSQL, 16 in flight: 1,337 controls/s with two, 1,832 with
+# one).
 
 GROUP_SIZE = Histogram(
     "sharetube_rooms_control_group_size",
@@ -223,7 +226,7 @@ Alone = Callable[[Control], Awaitable[dict[str, Any]]]
 
 
 class GroupCommitter:
-    """Collects controls and commits them in groups, GROUPS_IN_FLIGHT at a time."""
+    """Collects controls and commits them in groups, one group at a time."""
 
     def __init__(
         self,
@@ -235,42 +238,28 @@ class GroupCommitter:
         self._publish = publish
         self._schedule = schedule
         self._alone = alone  # the ordinary path, for what a group leaves out
-        self._waiting: list[Control] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._groups = OneGroupAtATime(self._run, attrgetter("room"), MAX_GROUP)
         self._alone_tasks: set[asyncio.Task[None]] = set()  # left to the ordinary path
         self._dsn = db.driver_dsn(engine)
-        self._idle: list[psycopg.AsyncConnection[Any]] = []  # one per group in flight at most
+        self._idle: list[psycopg.AsyncConnection[Any]] = []  # the group's, between groups
 
     async def submit(self, control: Control) -> dict[str, Any]:
         """Apply `control` in the next group; its reply (or its error)."""
-        self._waiting.append(control)
-        self._start_groups()
+        self._groups.add(control)
         return await control.done
 
     async def aclose(self) -> None:
-        """Stop: groups under way are cancelled (their callers get an error), and the
-        committer's connections are closed."""
-        running = [*self._running, *self._alone_tasks]
-        for task in running:
+        """Stop: the group under way and what went to the ordinary path are cancelled
+        (their callers get an error), and the committer's connections are closed."""
+        await self._groups.aclose()
+        alone = list(self._alone_tasks)
+        for task in alone:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*alone, return_exceptions=True)
         idle, self._idle = self._idle, []
         for pg in idle:
             with contextlib.suppress(Exception):
                 await pg.close()
-
-    def _start_groups(self) -> None:
-        """Start a group of what waits while fewer than GROUPS_IN_FLIGHT are in the
-        database; what arrives meanwhile waits for a group to finish, and goes together."""
-        while self._waiting and len(self._running) < GROUPS_IN_FLIGHT:
-            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-            task = asyncio.get_running_loop().create_task(self._run(group))
-            self._running.add(task)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._start_groups()
 
     async def _run(self, group: list[Control]) -> None:
         GROUP_SIZE.observe(len(group))
