@@ -38,6 +38,7 @@ from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
 
+from . import joins
 from . import playback as pb
 from . import repository as repo
 from .access import AccessReads
@@ -72,6 +73,7 @@ class RoomsService:
         self.timing = timing
         self.commands = CommandLog(RoomsCommand.__table__)
         self._locks = KeyedLocks()
+        self._joins = joins.WaitingJoins()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
@@ -98,7 +100,7 @@ class RoomsService:
         publish its events after commit; remember the reply under the request id so a retry
         is not applied twice. The membership of the envelope's user (or of `caller`, for a
         command that is not remembered) is read with the room."""
-        hold = contextlib.nullcontext() if locked else self._locks.hold(code)
+        hold = contextlib.nullcontext() if locked else self._hold(code)
         async with hold:
             try:
                 async with self.engine.begin() as conn:
@@ -123,6 +125,12 @@ class RoomsService:
             await self._publish(published)
         self._schedule(code, None if tx.closed else tx.playback.deadline_ms)
         return reply
+
+    def _hold(self, code: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The room's lock for a command other than a join: joins that arrive after it wait
+        for their turn after it (joins.WaitingJoins)."""
+        self._joins.barrier(code)
+        return self._locks.hold(code)
 
     async def _publish(self, published: list[Published]) -> None:
         for event in published:
@@ -172,42 +180,62 @@ class RoomsService:
         raise ServiceError(ErrorCode.INTERNAL)
 
     async def join(self, env: CommandEnvelope, data: Join) -> dict[str, Any]:
-        code, conn_id = room_of(env), _conn(env)
+        """Join the room (again: a join is not remembered, and returns a fresh snapshot).
+        Joins that wait for the room's lock go in with the one that takes it (joins.py)."""
+        code = room_of(env)
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        joining = joins.Joining(env.user, _conn(env), data.player, done)
+        self._joins.add(code, joining)
+        try:
+            async with self._locks.hold(code):
+                waiting = self._joins.take(code, joining)
+                if waiting:
+                    await self._join_together(code, waiting)
+        except BaseException:
+            self._joins.drop(code, joining)
+            if done.done() and not done.cancelled():
+                done.exception()  # told to the caller by this raise, not by the future
+            raise
+        # Applied by this caller, or by an earlier holder of the lock that took it along.
+        return await done
 
-        async def body(tx: RoomTx) -> dict[str, Any]:
-            now = now_ms()
-            await self.authorize(tx, env.user, "join")
-            membership = await tx.membership(env.user.id)  # read with the room
-            changed = False
-            if membership is None:
-                role = "owner" if env.user.id == tx.row.owner_id else "member"
-                await repo.insert_membership(
-                    tx.conn,
-                    room=code,
-                    user_id=env.user.id,
-                    name=env.user.name,
-                    role=role,
-                    joined_at_ms=now,
-                    banned=False,
-                )
-                changed = True
-            elif membership.name != env.user.name:
-                await repo.rename_member(tx.conn, code, env.user.id, env.user.name)
-                changed = True
-            added = await repo.add_session(tx.conn, code, conn_id, env.user.id, data.player, now)
-            # Back within the presence timeout (a reconnect): the sockets that dropped are
-            # superseded, and the member keeps their place and role.
-            if await repo.clear_away(tx.conn, code, env.user.id):
-                changed = True
-            if changed or added:
-                tx.members_changed(env.user.id)
-            if added:
-                await tx.audit(env.user, "join", detail={"player": data.player})
-            await tx.commit()  # write first, so the snapshot below includes this join
-            return await tx.snapshot_part()
+    async def _join_together(self, code: str, waiting: list[joins.Joining]) -> None:
+        """Apply these joins in one transaction (the caller holds the room's lock) and
+        answer each through its future; if that transaction fails, each goes again alone, so
+        one join's failure is not every join's."""
+        try:
+            try:
+                await self._apply_joins(code, waiting)
+            except Exception as exc:
+                if isinstance(exc, ServiceError) or len(waiting) == 1:
+                    _fail(waiting, exc)  # the room is gone, say: the same for every join
+                    return
+                log.warning("%d joins of %s failed together; each goes alone", len(waiting), code)
+                for joining in waiting:
+                    try:
+                        await self._apply_joins(code, [joining])
+                    except Exception as alone:
+                        _fail([joining], alone)
+        except BaseException:
+            _fail(waiting, _STOPPING)
+            raise
 
-        # A join is not remembered: joining again must return a fresh snapshot.
-        return await self.in_room(None, code, "join", body, caller=env.user.id)
+    async def _apply_joins(self, code: str, waiting: list[joins.Joining]) -> None:
+        async def body(tx: RoomTx) -> tuple[dict[int, ServiceError], dict[str, Any] | None]:
+            refused = await joins.apply(tx, waiting, self.authorize)
+            await tx.commit()  # write first, so the snapshot below includes these joins
+            snapshot = await tx.snapshot_part() if len(refused) < len(waiting) else None
+            return refused, snapshot
+
+        caller = waiting[0].user.id
+        refused, snapshot = await self.in_room(None, code, "join", body, locked=True, caller=caller)
+        for i, joining in enumerate(waiting):
+            if joining.done.done():
+                continue
+            if i in refused:
+                joining.done.set_exception(refused[i])
+            else:
+                joining.done.set_result(snapshot)
 
     async def leave(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         await self._drop_session(room_of(env), conn_id=_conn(env))
@@ -325,7 +353,7 @@ class RoomsService:
         code = room_of(env)
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         control = Control(env, code, command, transition, detail, done)
-        async with self._locks.hold(code):
+        async with self._hold(code):
             if self.controls is None:
                 return await self._alone(control)
             return await self.controls.submit(control)
@@ -618,6 +646,16 @@ def room_of(env: CommandEnvelope) -> str:
     if not env.room:
         raise ServiceError(ErrorCode.BAD_REQUEST, "room: required")
     return env.room
+
+
+# What a join still waiting is told when the service stops under it.
+_STOPPING = ServiceError(ErrorCode.UNAVAILABLE, "The rooms service is stopping; join again.")
+
+
+def _fail(waiting: list[joins.Joining], exc: BaseException) -> None:
+    for joining in waiting:
+        if not joining.done.done():
+            joining.done.set_exception(exc)
 
 
 def _conn(env: CommandEnvelope) -> str:

@@ -98,6 +98,15 @@ class RoomTx:
             self._known[user_id] = await repo.get_membership(self.conn, self.code, user_id)
         return self._known[user_id]
 
+    async def know_memberships(self, user_ids: list[str]) -> None:
+        """Read the memberships of these users not known yet, in one statement (joins that
+        go in together)."""
+        unknown = {u for u in user_ids if u not in self._known}
+        if unknown:
+            found = await repo.memberships(self.conn, self.code, unknown)
+            for user_id in unknown:
+                self._known[user_id] = found.get(user_id)
+
     async def standing_of(self, user_id: str) -> Standing:
         return standing_of(self.row.owner_id, user_id, await self.membership(user_id))
 
@@ -225,7 +234,7 @@ class RoomTx:
         not say whom it touched."""
         touched = self._members_touched
         if touched is None:
-            return [m.model_dump() for m in await repo.list_members(self.conn, self.code)]
+            return await repo.member_list(self.conn, self.code)
         changed = await repo.list_members(self.conn, self.code, user_ids=touched)
         listed = {m.user_id for m in changed}
         return MembersDelta(changed=changed, gone=sorted(touched - listed)).model_dump()
@@ -238,11 +247,11 @@ class RoomTx:
     async def snapshot_part(self) -> dict[str, Any]:
         """The rooms part of a join snapshot, as of this transaction (after its writes)."""
         row = await repo.get_room(self.conn, self.code)
-        members = await repo.list_members(self.conn, self.code)
+        members = await repo.member_list(self.conn, self.code)
         return {
             "room": repo.room_info(row).model_dump(),
             "settings": repo.settings_of(row).model_dump(),
-            "members": [m.model_dump() for m in members],
+            "members": members,
             "playback": repo.playback_of(row).to_contract().model_dump(),
             "seq": self.v,  # read under the room's lock: exactly the room's version
             "versions": {
