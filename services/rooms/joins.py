@@ -135,6 +135,8 @@ async def apply(tx: RoomTx, joins: list[Joining], authorize: Authorize) -> dict[
     added = await repo.add_sessions(
         tx.conn, tx.code, [(c, j.user.id, j.player) for c, j in sockets.items()], now
     )
+    if added:
+        tx.active_at(now)
     back = await repo.clear_away(tx.conn, tx.code, list(users))
     touched = {m["user_id"] for m in new_members} | renamed | set(back)
     touched.update(sockets[c].user.id for c in added)

@@ -319,7 +319,8 @@ async def add_sessions(
     conn: AsyncConnection, room: str, sockets: list[tuple[str, str, bool]], at_ms: int
 ) -> list[str]:
     """Record sockets (conn, user id, player) in the room: the conns that were not there yet.
-    A socket already there (a repeated join) keeps its session, with the `player` flag given."""
+    A socket already there (a repeated join) keeps its session, with the `player` flag given.
+    The caller marks the room active (`RoomTx.active_at`, written with the room's row)."""
     if not sockets:
         return []
     conns = [conn_id for conn_id, _, _ in sockets]
@@ -345,7 +346,6 @@ async def add_sessions(
     ]
     if new:
         await conn.execute(_sessions.insert().values(new))
-        await _touch(conn, room, at_ms)
     return [row["conn"] for row in new]
 
 

@@ -223,9 +223,14 @@ class RoomsService:
     async def _apply_joins(self, code: str, waiting: list[joins.Joining]) -> None:
         async def body(tx: RoomTx) -> tuple[dict[int, ServiceError], dict[str, Any] | None]:
             refused = await joins.apply(tx, waiting, self.authorize)
-            await tx.commit()  # write first, so the snapshot below includes these joins
-            snapshot = await tx.snapshot_part() if len(refused) < len(waiting) else None
-            return refused, snapshot
+            if len(refused) == len(waiting):
+                return refused, None
+            # Read after the joins' writes: the snapshot's list, and the `members` event's
+            # entries for the joiners.
+            listed = await repo.member_list(tx.conn, tx.code)
+            tx.members_listed(listed)
+            await tx.commit()
+            return refused, await tx.snapshot_part(listed)
 
         caller = waiting[0].user.id
         refused, snapshot = await self.in_room(None, code, "join", body, locked=True, caller=caller)

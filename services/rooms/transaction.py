@@ -16,7 +16,7 @@ from services.common.contracts import events, subjects
 from services.common.contracts.envelope import EvictNotice
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.events import EvictReason
-from services.common.contracts.models import MembersDelta, Role, RoomSettings, UserRef
+from services.common.contracts.models import Role, RoomSettings, UserRef
 from services.common.jsonutil import now_ms
 from services.common.writes import WriteBatch
 
@@ -70,6 +70,9 @@ class RoomTx:
         # None once a change said nothing about whom it touched (the event carries the list).
         self._members_touched: set[str] | None = set()
         self._players: frozenset[str] | None = None
+        # The room's whole member list as of this transaction's writes so far (`members_listed`).
+        self._listed: list[dict[str, Any]] | None = None
+        self._active_at_ms: int | None = None  # a socket came: the room is not idle
         self._published: list[Published] = []
         # Notices to publish after this transaction's events (evictions for the gateways).
         self._notices: list[Published] = []
@@ -179,7 +182,19 @@ class RoomTx:
         elif self._members_touched is not None:
             self._members_touched.update(user_ids)
         self._players = None
+        self._listed = None
         self._known.clear()  # a role, a ban or a membership changed under us
+
+    def active_at(self, at_ms: int) -> None:
+        """A socket came into the room: it is not idle (repository.idle_rooms); written with
+        the room's row at commit."""
+        self._active_at_ms = at_ms
+
+    def members_listed(self, listed: list[dict[str, Any]]) -> None:
+        """The room's whole list, read after this transaction's changes of members (a join
+        reads it for its snapshot): the `members` event at commit takes its entries from it
+        instead of reading them again."""
+        self._listed = listed
 
     @property
     def playback_changed(self) -> bool:
@@ -220,6 +235,9 @@ class RoomTx:
             # Otherwise only the bookkeeping clients never see changed (who is ready, who is
             # in an ad): stored without an event or a new version.
             values.update(repo.playback_values(self.playback, self._playback_v))
+        if self._active_at_ms is not None:
+            values["last_active_ms"] = self._active_at_ms
+            self._active_at_ms = None
         if values:
             self.writes.add(repo.room_update(self.code, values))
         if v != self.v:
@@ -234,20 +252,25 @@ class RoomTx:
         not say whom it touched."""
         touched = self._members_touched
         if touched is None:
-            return await repo.member_list(self.conn, self.code)
-        changed = await repo.list_members(self.conn, self.code, user_ids=touched)
-        listed = {m.user_id for m in changed}
-        return MembersDelta(changed=changed, gone=sorted(touched - listed)).model_dump()
+            return self._listed or await repo.member_list(self.conn, self.code)
+        if self._listed is not None:
+            entries = [m for m in self._listed if m["user_id"] in touched]
+        else:
+            entries = await repo.member_entries(self.conn, self.code, user_ids=touched)
+        listed = {m["user_id"] for m in entries}
+        return {"changed": entries, "gone": sorted(touched - listed)}
 
     def _event(self, event_type: events.EventType, v: int, data: Any) -> Published:
         return Published(
             events.subject_for(event_type, self.code), events.encode(event_type, self.code, v, data)
         )
 
-    async def snapshot_part(self) -> dict[str, Any]:
-        """The rooms part of a join snapshot, as of this transaction (after its writes)."""
+    async def snapshot_part(self, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The rooms part of a join snapshot, as of this transaction (after its writes), with
+        `members` as the list when it was read already."""
         row = await repo.get_room(self.conn, self.code)
-        members = await repo.member_list(self.conn, self.code)
+        if members is None:
+            members = await repo.member_list(self.conn, self.code)
         return {
             "room": repo.room_info(row).model_dump(),
             "settings": repo.settings_of(row).model_dump(),

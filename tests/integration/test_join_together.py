@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.contracts.commands import BanChange, Join
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
+from services.common.jsonutil import now_ms
 from services.rooms import repository as rooms_repo
 from services.rooms.moderation import Moderation
 from services.rooms.service import RoomsService
@@ -159,4 +160,20 @@ async def test_a_join_whose_caller_gave_up_before_its_turn_is_not_applied(
 
     listed = await members(rooms, code)
     assert stays.id in listed and leaves.id not in listed
+    await rooms.aclose()
+
+
+async def test_a_join_marks_its_room_active(engine: AsyncEngine) -> None:
+    """The janitor closes rooms idle since `last_active_ms`; a new socket resets it."""
+    rooms, _bus = rooms_service(engine)
+    owner, guest = user("owner"), user("guest")
+    code = await new_room(rooms, owner)
+    async with engine.begin() as conn:
+        await conn.execute(rooms_repo.room_update(code, {"last_active_ms": 1}))
+    before = now_ms()
+
+    await rooms.join(env(guest, code, conn="g1"), Join())
+
+    async with engine.connect() as conn:
+        assert (await rooms_repo.get_room(conn, code)).last_active_ms >= before
     await rooms.aclose()
