@@ -43,6 +43,10 @@ def can_moderate(access: AccessReply, user: UserRef) -> bool:
 class ChatService:
     def __init__(self, engine: AsyncEngine, nc: NATS, limiter: SlidingWindowLimiter) -> None:
         self.engine = engine
+        # History reads, statement by statement (each sees what committed before it, as in a
+        # READ COMMITTED transaction): no BEGIN and ROLLBACK round trips around them
+        # (db.single_statements). (engine is None only in tests without a database.)
+        self._reads: AsyncEngine = engine and db.single_statements(engine)
         self.nc = nc
         self.limiter = limiter
         self.commands = CommandLog(ChatCommand.__table__)
@@ -184,7 +188,7 @@ class ChatService:
         between is not in the page but arrives as an event the client applies after it."""
         room = _room(env)
         await self._access(room, env.user)
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             seq = await sequencer.current(conn, room) or 0  # see the gateway's snapshot
             chat_v = await repo.chat_version(conn, room)
             before_v = None

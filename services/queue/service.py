@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import bus, sequencer
+from services.common import bus, db, sequencer
 from services.common.contracts import events, subjects
 from services.common.contracts.commands import EntryRef, QueueAdd, QueueMove
 from services.common.contracts.envelope import (
@@ -40,6 +40,10 @@ from .videoid import video_id_from
 class QueueService:
     def __init__(self, engine: AsyncEngine, nc: NATS, max_length: int) -> None:
         self.engine = engine
+        # Reads of a snapshot's part, statement by statement (each sees what committed before
+        # it, as in a READ COMMITTED transaction): no BEGIN and ROLLBACK round trips around
+        # them (db.single_statements). (engine is None only in tests without a database.)
+        self._reads: AsyncEngine = engine and db.single_statements(engine)
         self.nc = nc
         self.max_length = max_length
         self.commands = CommandLog(QueueCommand.__table__)
@@ -192,7 +196,7 @@ class QueueService:
     async def load(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         room = _room(env)
         await self._access(room, env.user, "queue.load")
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             # The room's version first: the queue read after it includes every change up
             # to it (see the gateway's snapshot composition).
             seq = await sequencer.current(conn, room) or 0
