@@ -27,7 +27,7 @@ JOINS_PER_TRANSACTION = 100
 Authorize = Callable[[RoomTx, UserRef, str], Awaitable[Any]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # each join is itself: found in a line by identity
 class Joining:
     """One socket's join, waiting for its room's lock; `done` gets its snapshot or error."""
 
@@ -62,8 +62,8 @@ class WaitingJoins:
         for i, line in enumerate(lines):
             if joining in line:
                 taken, line[:] = line[:JOINS_PER_TRANSACTION], line[JOINS_PER_TRANSACTION:]
-                if joining not in taken:  # not by the FIFO lock; kept whole all the same
-                    taken.append(joining)
+                if joining not in taken:  # the lock is FIFO, so it heads its line; if not,
+                    taken.append(joining)  # it goes now all the same
                     line.remove(joining)
                 self._tidy(code, i)
                 return taken
