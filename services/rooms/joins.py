@@ -141,7 +141,7 @@ async def apply(tx: RoomTx, joins: list[Joining], authorize: Authorize) -> dict[
     touched = {m["user_id"] for m in new_members} | renamed | set(back)
     touched.update(sockets[c].user.id for c in added)
     if touched:
-        tx.members_changed(*sorted(touched))
+        tx.members_changed(*touched)
     for conn_id in added:
         joining = sockets[conn_id]
         await tx.audit(joining.user, "join", detail={"player": joining.player})

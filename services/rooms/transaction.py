@@ -252,7 +252,9 @@ class RoomTx:
         not say whom it touched."""
         touched = self._members_touched
         if touched is None:
-            return self._listed or await repo.member_list(self.conn, self.code)
+            if self._listed is not None:
+                return self._listed
+            return await repo.member_list(self.conn, self.code)
         if self._listed is not None:
             entries = [m for m in self._listed if m["user_id"] in touched]
         else:

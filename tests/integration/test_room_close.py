@@ -19,7 +19,7 @@ from services.rooms import repository as rooms_repo
 from services.rooms.handlers import build_router
 from services.rooms.models import RoomAudit
 from services.rooms.service import RoomsService
-from tests.support.rooms_service import Bus, env, new_room, rooms_service, user
+from tests.support.rooms_service import Bus, env, list_members, new_room, rooms_service, user
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ async def test_the_owner_or_an_admin_closes_the_room_for_everyone(
     async with engine.connect() as conn:
         assert await rooms_repo.get_room(conn, code) is None
         assert await sequencer.current(conn, code) is None  # later commands: not_found
-        assert await rooms_repo.list_members(conn, code) == []
+        assert await list_members(conn, code) == []
         assert await rooms_repo.players(conn, code) == frozenset()
     # The room's audit went with it; the close itself is recorded, until audit retention.
     assert await audit_actions(engine, code) == [("room.close", who.id)]
@@ -110,7 +110,7 @@ async def test_nobody_else_may_close_a_room(engine: AsyncEngine) -> None:
     assert bus.published[published:] == []
     async with engine.connect() as conn:
         assert await rooms_repo.get_room(conn, code) is not None
-        assert {m.user_id for m in await rooms_repo.list_members(conn, code)} == {
+        assert {m.user_id for m in await list_members(conn, code)} == {
             owner.id,
             member.id,
             operator.id,

@@ -4,11 +4,11 @@ publishes: for the tests of its commands and the janitor's jobs (tests/integrati
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.contracts.commands import RoomCreate
 from services.common.contracts.envelope import CommandEnvelope
-from services.common.contracts.models import UserRef
+from services.common.contracts.models import Member, UserRef
 from services.rooms import repository as rooms_repo
 from services.rooms.playback import PlaybackState, Timing
 from services.rooms.service import RoomsService
@@ -58,6 +58,11 @@ def rooms_service(engine: AsyncEngine) -> tuple[RoomsService, Bus]:
     return RoomsService(engine, bus, Timing(200, 1500, 4000)), bus  # type: ignore[arg-type]
 
 
+async def list_members(conn: AsyncConnection, code: str) -> list[Member]:
+    """The room's listed members, as the rooms service lists them."""
+    return [Member(**entry) for entry in await rooms_repo.member_entries(conn, code)]
+
+
 async def members(rooms: RoomsService, code: str) -> dict[str, dict[str, Any]]:
     async with rooms.engine.connect() as conn:
-        return {m.user_id: m.model_dump() for m in await rooms_repo.list_members(conn, code)}
+        return {m.user_id: m.model_dump() for m in await list_members(conn, code)}
