@@ -57,11 +57,15 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## Fan-out from one seek to N members of one room, on a stack it starts itself.
+## Fan-out from one seek to N members of one room, on a stack it starts itself. PLAYERS=1:
+## the members are players, each answers `starting` with `ready`, and a round lasts until
+## `playing` reached the last one.
 CLIENTS ?= 100
 ROUNDS  ?= 50
+PLAYERS ?=
 fanout: install
-	$(BIN)/python scripts/fanout.py --start --clients $(CLIENTS) --rounds $(ROUNDS)
+	$(BIN)/python scripts/fanout.py --start --clients $(CLIENTS) --rounds $(ROUNDS) \
+		$(if $(filter 1 yes true,$(PLAYERS)),--players)
 
 ## The benchmark suite (scripts/bench.py): fan-out, idle sockets, many rooms, each service,
 ## sync under load, scale-out; stack pinned to CPU 0, client to CPU 1; a table, and the JSON

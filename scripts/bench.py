@@ -11,6 +11,9 @@ Sections, each on a stack this script starts (services.common.devstack, pinned w
   fan-out no server design avoids on this machine;
 - fanout: a `seek` from one member to the last of N members of one room (scripts/fanout.py,
   kernel receive timestamps), for each N in the size's list;
+- players: the same `seek` in a room of N players (`fanout.py --players`), as extension users
+  are: the room goes `starting`, every player answers `ready`, and the round ends when
+  `playing` has reached the last one;
 - idle: sockets opened and held with heartbeats on (pings every HEARTBEAT_S): how many one
   gateway process holds and its RSS per connection;
 - many rooms: R rooms x M members over WebSockets with a steady command rate, and sync under
@@ -91,12 +94,24 @@ class Size:
     rate: float
     duration_s: float
     scale_out_members: int
+    players: tuple[int, ...] = ()
+    players_rounds: int = 0
 
 
 SIZES = {
-    "tiny": Size((10,), 3, 50, HEARTBEAT_S + 1, 5, 2, 20.0, 1.5, 10),
+    "tiny": Size((10,), 3, 50, HEARTBEAT_S + 1, 5, 2, 20.0, 1.5, 10, (10,), 3),
     "full": Size(
-        (100, 200, 1000, 5000), 50, 10_000, 2 * HEARTBEAT_S + 2, 500, 4, 150.0, 15.0, 1000
+        (100, 200, 1000, 5000),
+        50,
+        10_000,
+        2 * HEARTBEAT_S + 2,
+        500,
+        4,
+        150.0,
+        15.0,
+        1000,
+        (200, 1000),
+        20,
     ),
 }
 
@@ -218,6 +233,11 @@ class Suite:
         for service in ("rooms", "queue", "chat", "auth"):
             self._section(f"service_{service}", lambda s=service: self._driver(s, target))
         self._section("many_rooms", lambda: self._driver("gateway", target))
+        for n in size.players:
+            self._section(
+                f"players_{n}",
+                lambda n=n: self._fanout(target, n, [gateway_pid], players=True),
+            )
         # Last: thousands of members leaving one room keep rooms busy for a while after.
         for n in size.fanout:
             self._section(f"fanout_{n}", lambda n=n: self._fanout(target, n, [gateway_pid]))
@@ -230,17 +250,22 @@ class Suite:
 
     # -- measurements ------------------------------------------------------------------------
 
-    def _fanout(self, target: Target, clients: int, pids: list[int | None]) -> dict[str, Any]:
+    def _fanout(
+        self, target: Target, clients: int, pids: list[int | None], players: bool = False
+    ) -> dict[str, Any]:
         options = fanout.Options(
             quiet=self.args.quiet,
             stack_cpus=self.stack_cpus,
             stack_names={pid: name for name, pid in target.pids.items()},
             started_stack=True,
+            players=players,
+            # A round waits for every player's `ready`: give the room time to settle after.
+            interval_ms=300.0 if players else 100.0,
         )
         result = fanout.measure_fanout(
             list(target.base_urls),
             clients,
-            self.size.fanout_rounds,
+            self.size.players_rounds if players else self.size.fanout_rounds,
             pids,
             self.client_cpus,
             options,
@@ -314,6 +339,24 @@ def render(report: dict[str, Any]) -> str:
         slowest = describe_slowest(s.get("cpu_during_rounds"))
         if slowest:
             lines.append(f"    {slowest}")
+    players = [(name, s) for name, s in sections.items() if name.startswith("players_")]
+    if players:
+        lines.append("")
+        lines.append(
+            "players: seek -> `playing` at the last of N players, all `ready` (ms)"
+            "  p50     p95     p99     max  lost"
+        )
+        for name, s in players:
+            label = name.replace("players_", "N=")
+            if "error" in s:
+                lines.append(f"  {label:<40} error: {s['error'][:80]}")
+                continue
+            last = s.get("to_last_member_ms") or {}
+            seq = s.get("sequence") or {}
+            lines.append(
+                f"  {label:<40} {_ms(last.get('p50')):>7} {_ms(last.get('p95')):>7} "
+                f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?'):>4}"
+            )
     idle_s = sections.get("idle", {})
     if idle_s:
         lines.append("")

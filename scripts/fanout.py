@@ -326,9 +326,13 @@ class Round:
     # Milliseconds each process ran on the stack's CPUs from just before t0 until the last
     # member had the event (CpuLedger); None when not measured.
     cpu_ms: dict[str, float] | None = None
+    # With players: when the seek's `starting` reached each member (kernel ns, 0 = not yet);
+    # `arrivals` are then its `playing`, sent once every player said `ready`.
+    starting: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.arrivals = [0] * self.clients
+        self.starting = [0] * self.clients
 
     @property
     def done(self) -> bool:
@@ -349,6 +353,8 @@ class Options:
     join_concurrency: int = 8
     paced_joins: bool = True
     phase_timeout: float = 0.0  # seconds per phase; 0: by N
+    # Members join as players and answer every `starting` with `ready` (Bench.players).
+    players: bool = False
     quiet: bool = False
     # A system the caller started and pinned, pid -> service name: pinned again just before
     # the rounds, and reported; the names say what ran during each round (CpuLedger), other
@@ -368,8 +374,15 @@ class Bench:
     It is the client's handler: on_text / on_head / on_close run inside `client.poll`.
     """
 
-    def __init__(self, urls: list[str], clients: int, progress: Progress) -> None:
+    def __init__(
+        self, urls: list[str], clients: int, progress: Progress, players: bool = False
+    ) -> None:
         self.urls = urls
+        # Players, as the extension's are: a seek puts the room in `starting`, every player
+        # answers `ready` (at once here: no video to buffer) and the room plays when the
+        # last one has, or at its start timeout.
+        self.players = players
+        self.ready_failed: Counter[str] = Counter()  # `ready` replies that were errors, by code
         self.progress = progress
         self.client = EpollClient(self)
         self.members = [Member(i, i % len(urls)) for i in range(clients)]
@@ -427,7 +440,7 @@ class Bench:
             return
         self._sequence(m, v)
         if kind == "playback":
-            self._playback(m, frame.get("data") or {}, ts_ns)
+            self._playback(m, frame.get("data") or {}, ts_ns, frame.get("room"))
         elif kind == "settings":
             self._settings(m, frame.get("data") or {})
 
@@ -464,12 +477,21 @@ class Bench:
         else:
             m.reordered += 1
 
-    def _playback(self, m: Member, data: dict[str, Any], ts_ns: int) -> None:
-        if data.get("status") == "playing" and not m.playing:
+    def _playback(self, m: Member, data: dict[str, Any], ts_ns: int, room: Any) -> None:
+        status = data.get("status")
+        if status == "playing" and not m.playing:
             m.playing = True
             self.playing += 1
         rnd = self.round
-        if rnd is None or data.get("position_ms") != rnd.position_ms or rnd.arrivals[m.idx]:
+        this_round = rnd is not None and data.get("position_ms") == rnd.position_ms
+        if self.players and status == "starting":
+            entry_id = data.get("entry_id")
+            if isinstance(entry_id, str) and isinstance(room, str):
+                self.request(m, "ready", {"entry_id": entry_id}, room=room)
+            if rnd is not None and this_round and not rnd.starting[m.idx]:
+                rnd.starting[m.idx] = ts_ns
+            return
+        if rnd is None or not this_round or rnd.arrivals[m.idx]:
             return  # not this round's, or not its first
         rnd.arrivals[m.idx] = ts_ns
         rnd.count += 1
@@ -522,6 +544,8 @@ class Bench:
     ) -> None:
         self.calls.pop(call.id, None)
         call.done, call.data, call.code, call.message = True, data, code, message
+        if code is not None and call.type == "ready":
+            self.ready_failed[code] += 1
 
     def request(
         self,
@@ -611,7 +635,9 @@ class Bench:
                 _, m, attempt = entry
                 # Longer than the gateway's own worst case (three service requests of 3 s):
                 # a retry must not overlap the join it repeats.
-                call = self.request(m, "join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+                call = self.request(
+                    m, "join", {"player": self.players}, room=room, wait_s=JOIN_WAIT_S
+                )
                 flying.append((call, attempt))
             self.run_until(lambda: any(c.done for c, _ in flying), POLL_S)
             for call, attempt in [f for f in flying if f[0].done]:
@@ -720,7 +746,9 @@ class Bench:
             except ReplyError as exc:
                 sync_codes[exc.code] += 1
             try:
-                join = self.request(m, "join", {"player": False}, room=room, wait_s=JOIN_WAIT_S)
+                join = self.request(
+                    m, "join", {"player": self.players}, room=room, wait_s=JOIN_WAIT_S
+                )
                 snapshot = self.wait(join)
             except ReplyError:
                 continue
@@ -821,7 +849,7 @@ def measure_fanout(
     original_cpus = os.sched_getaffinity(0)
     if client_cpus:
         pinning.pin_self(client_cpus)
-    bench = Bench(urls, clients, progress)
+    bench = Bench(urls, clients, progress, players=opts.players)
     try:
         return _measure(bench, urls, clients, rounds, pids, client_cpus, opts)
     finally:
@@ -873,7 +901,9 @@ def _measure(
         owner = bench.members[0]
         room = bench.wait(bench.request(owner, "room.create", {"name": "fan-out"}))["room"]["code"]
         t, cpu_join = time.monotonic(), _cpu_s()
-        bench.wait(bench.request(owner, "join", {"player": False}, room=room, wait_s=JOIN_WAIT_S))
+        bench.wait(
+            bench.request(owner, "join", {"player": bench.players}, room=room, wait_s=JOIN_WAIT_S)
+        )
         joins = bench.join_all(room, opts, phase_timeout)
         phases["join_s"] = round(time.monotonic() - t, 3)
         cpu_join = _cpu_s() - cpu_join
@@ -947,6 +977,7 @@ def _measure(
             and result["sequence"]["lost"] == 0
             and result["sequence"]["reordered"] == 0
             and result["sequence"]["same_sequence"]
+            and not bench.ready_failed
         )
         return result
     except BenchError as exc:
@@ -1025,6 +1056,7 @@ def report(
 ) -> dict[str, Any]:
     n = len(bench.members)
     to_last: list[float] = []
+    to_starting: list[float] = []  # with players: the seek's `starting` to the last member
     first: list[float] = []
     per_member: list[float] = []
     round_rows = []
@@ -1041,6 +1073,10 @@ def report(
             first.append(lat[0])
         if rnd.count == n:
             to_last.append(lat[-1])
+        starting_ms = None
+        if bench.players and all(rnd.starting):
+            starting_ms = round((max(rnd.starting) - rnd.t0_ns) / 1e6, 3)
+            to_starting.append(starting_ms)
         round_rows.append(
             {
                 "round": rnd.index,
@@ -1051,6 +1087,7 @@ def report(
                 "reply_error": rnd.reply_error,
                 "to_last_ms": lat[-1] if lat else None,
                 "first_ms": lat[0] if lat else None,
+                "starting_to_last_ms": starting_ms,
                 "member_ms": member_ms,
             }
         )
@@ -1089,6 +1126,7 @@ def report(
             "rounds": len(rounds),
             "compression": False,
             "video_id": VIDEO_ID,
+            "players": bench.players,
             "client": "epoll, hand-written WebSocket, SO_TIMESTAMPNS arrival times",
         },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -1096,6 +1134,10 @@ def report(
         "gateway_pids": pids,
         "to_last_member_ms": describe(to_last),
         "first_member_ms": describe(first),
+        # With players, `to_last_member_ms` is the seek until `playing` reached the last
+        # member; this is its `starting` until then, and `ready_failed` the readies refused.
+        "starting_to_last_member_ms": describe(to_starting) if bench.players else None,
+        "ready_failed": dict(bench.ready_failed),
         "per_member_ms": describe(per_member),
         "timestamps": {
             "kernel": kernel,
@@ -1142,22 +1184,33 @@ def render(result: dict[str, Any], color: bool) -> str:
 
     cfg = result["config"]
     pins = result["pinning"]
+    players = cfg.get("players")
+    what = (
+        f"`seek` until `playing` ({cfg['clients']} players, each `ready`)"
+        if players
+        else (f"`seek` to {cfg['clients']} members")
+    )
     lines = [
-        f"{bold}fan-out of `seek` to {cfg['clients']} members of one room, "
+        f"{bold}fan-out of {what} of one room, "
         f"{cfg['rounds']} rounds{reset}  {dim}(gateway pid "
         f"{', '.join(str(p) for p in result['gateway_pids'])}, {', '.join(cfg['urls'])}){reset}",
         f"{'':18}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  {dim}ms{reset}",
     ]
-    for label, key in (
+    rows = [
         ("to last member", "to_last_member_ms"),
         ("first member", "first_member_ms"),
         ("per member", "per_member_ms"),
-    ):
+    ]
+    if players:
+        rows.insert(1, ("starting to last", "starting_to_last_member_ms"))
+    for label, key in rows:
         s = result[key]
         lines.append(
             f"{label:18}{ms(s['p50'])}{ms(s['p95'])}{ms(s['p99'])}{ms(s['max'])}"
             f"  {dim}n={s['count']}{reset}"
         )
+    if result.get("ready_failed"):
+        lines.append(f"{red}`ready` answered with errors: {result['ready_failed']}{reset}")
     ts = result["timestamps"]
     lines.append(
         f"arrival times: {ts['kernel']} kernel (SO_TIMESTAMPNS), {ts['user']} at read"
@@ -1346,6 +1399,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--phase-timeout", type=float, default=0.0, help="seconds per phase (0: by N)"
     )
     parser.add_argument(
+        "--players",
+        action="store_true",
+        help="members join as players and answer each `starting` with `ready`: a round then "
+        "times the seek until `playing` reached the last member",
+    )
+    parser.add_argument(
         "--client-cpus", type=_cpus, help="pin this process to these CPUs, e.g. 1 or 2-3"
     )
     parser.add_argument(
@@ -1394,6 +1453,7 @@ OPTION_ARGS = (
     "join_concurrency",
     "paced_joins",
     "phase_timeout",
+    "players",
     "quiet",
 )
 

@@ -77,3 +77,16 @@ class CommandLog:
             reply=orjson.dumps(reply),
             at_ms=now_ms(),
         )
+
+    async def remember_many(
+        self, conn: AsyncConnection, requests: list[tuple[str, str]], command: str, reply: Any
+    ) -> None:
+        """Remember one reply for several (user id, request id) that went in together, in
+        one executemany: one statement whatever their number, so the statement cache keeps
+        one entry for it; a retry among them that committed first fails it all."""
+        body, at = orjson.dumps(reply), now_ms()
+        rows = [
+            {"user_id": u, "request_id": r, "command": command, "reply": body, "at_ms": at}
+            for u, r in requests
+        ]
+        await conn.execute(self.table.insert(), rows)

@@ -1,11 +1,9 @@
-"""Joins of one room that wait for its lock go in together: one transaction, one `members`
-event and one snapshot for all of them.
+"""Joins of one room that wait for its lock go in together (lines.py): one transaction, one
+`members` event and one snapshot for all of them.
 
 A join storm (a watch party's link posted somewhere: hundreds join within a minute) costs each
 join, alone, its own transaction of a dozen statements, its own `members` event to every member
 and its own snapshot that lists the whole room: O(N²) rows read and frames sent for N joins.
-Every join that arrives while the room's lock is held waits here, and the next holder applies
-all of them at once (the combining lock of a group commit: no timer, no added wait).
 """
 
 import asyncio
@@ -35,55 +33,6 @@ class Joining:
     conn_id: str
     player: bool
     done: asyncio.Future[dict[str, Any]]
-
-
-class WaitingJoins:
-    """Joins waiting for their room's lock, by room, in arrival order, in lines: a command
-    other than a join that waits for the lock too ends the line (`barrier`), so a join that
-    arrived after it is not applied before it (a socket's `leave` then `join` stay in order).
-    """
-
-    def __init__(self) -> None:
-        self._rooms: dict[str, list[list[Joining]]] = {}
-
-    def add(self, code: str, joining: Joining) -> None:
-        self._rooms.setdefault(code, [[]])[-1].append(joining)
-
-    def barrier(self, code: str) -> None:
-        """Another command of the room arrived: joins after it form a new line."""
-        lines = self._rooms.get(code)
-        if lines is not None and lines[-1]:
-            lines.append([])
-
-    def take(self, code: str, joining: Joining) -> list[Joining]:
-        """The joins to apply with `joining` (the holder of the room's lock): its line, oldest
-        first, at most JOINS_PER_TRANSACTION; nothing when an earlier holder took it along."""
-        lines = self._rooms.get(code, [])
-        for i, line in enumerate(lines):
-            if joining in line:
-                taken, line[:] = line[:JOINS_PER_TRANSACTION], line[JOINS_PER_TRANSACTION:]
-                if joining not in taken:  # the lock is FIFO, so it heads its line; if not,
-                    taken.append(joining)  # it goes now all the same
-                    line.remove(joining)
-                self._tidy(code, i)
-                return taken
-        return []
-
-    def drop(self, code: str, joining: Joining) -> None:
-        """A join whose caller gave up before it was taken is not applied."""
-        for i, line in enumerate(self._rooms.get(code, [])):
-            if joining in line:
-                line.remove(joining)
-                self._tidy(code, i)
-                return
-
-    def _tidy(self, code: str, i: int) -> None:
-        """Forget line `i` once empty, unless it is the open line after a barrier."""
-        lines = self._rooms[code]
-        if not lines[i] and (i < len(lines) - 1 or len(lines) == 1):
-            del lines[i]
-        if not lines or lines == [[]]:
-            del self._rooms[code]
 
 
 async def apply(tx: RoomTx, joins: list[Joining], authorize: Authorize) -> dict[int, ServiceError]:

@@ -5,7 +5,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 from sqlalchemy.exc import IntegrityError
@@ -38,11 +38,12 @@ from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
 
-from . import joins
+from . import joins, readies
 from . import playback as pb
 from . import repository as repo
 from .access import AccessReads
 from .controls import Control, GroupCommitter, HandOff, Transition
+from .lines import WaitingLines
 from .models import RoomsCommand
 from .permissions import Standing, decide, denied_message, role_of, standing_of
 from .transaction import Published, RoomTx, membership_of
@@ -54,6 +55,16 @@ CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 6  # 55^6 ≈ 2.8e10 codes: guessing a private room's code is not practical
 
 TxBody = Callable[[RoomTx], Awaitable[Any]]
+
+
+class Waiting(Protocol):
+    """A command waiting in a line for its room's lock (lines.py), answered through `done`."""
+
+    @property
+    def done(self) -> asyncio.Future[dict[str, Any]]: ...
+
+
+W = TypeVar("W", bound=Waiting)
 
 
 class _IdleRoom(HandOff):
@@ -73,7 +84,8 @@ class RoomsService:
         self.timing = timing
         self.commands = CommandLog(RoomsCommand.__table__)
         self._locks = KeyedLocks()
-        self._joins = joins.WaitingJoins()
+        # Joins, and players' `ready` reports, that wait for their room's lock (lines.py).
+        self._lines: WaitingLines[Any] = WaitingLines()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
@@ -127,10 +139,37 @@ class RoomsService:
         return reply
 
     def _hold(self, code: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """The room's lock for a command other than a join: joins that arrive after it wait
-        for their turn after it (joins.WaitingJoins)."""
-        self._joins.barrier(code)
+        """The room's lock for a command that is not lined up: joins and reports that arrive
+        after it wait for their turn after it (lines.WaitingLines)."""
+        self._lines.barrier(code)
         return self._locks.hold(code)
+
+    async def _in_line(
+        self,
+        code: str,
+        kind: str,
+        item: W,
+        limit: int,
+        together: Callable[[str, list[W]], Awaitable[None]],
+        alone: Callable[[str, W], Awaitable[None]],
+    ) -> dict[str, Any]:
+        """Wait in the room's line of `kind` for its lock; whoever takes the lock first applies
+        the line (at most `limit` of it) with `together`. If that fails, each goes again with
+        `alone`, so one command's failure is not every command's. `item.done` gets the reply
+        either way: from this caller, or from an earlier holder of the lock that took it along.
+        """
+        self._lines.add(code, kind, item)
+        try:
+            async with self._locks.hold(code):
+                waiting = self._lines.take(code, item, limit)
+                if waiting:
+                    await _together(code, waiting, together, alone)
+        except BaseException:
+            self._lines.drop(code, item)
+            if item.done.done() and not item.done.cancelled():
+                item.done.exception()  # told to the caller by this raise, not by the future
+            raise
+        return await item.done
 
     async def _publish(self, published: list[Published]) -> None:
         for event in published:
@@ -182,43 +221,16 @@ class RoomsService:
     async def join(self, env: CommandEnvelope, data: Join) -> dict[str, Any]:
         """Join the room (again: a join is not remembered, and returns a fresh snapshot).
         Joins that wait for the room's lock go in with the one that takes it (joins.py)."""
-        code = room_of(env)
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         joining = joins.Joining(env.user, _conn(env), data.player, done)
-        self._joins.add(code, joining)
-        try:
-            async with self._locks.hold(code):
-                waiting = self._joins.take(code, joining)
-                if waiting:
-                    await self._join_together(code, waiting)
-        except BaseException:
-            self._joins.drop(code, joining)
-            if done.done() and not done.cancelled():
-                done.exception()  # told to the caller by this raise, not by the future
-            raise
-        # Applied by this caller, or by an earlier holder of the lock that took it along.
-        return await done
-
-    async def _join_together(self, code: str, waiting: list[joins.Joining]) -> None:
-        """Apply these joins in one transaction (the caller holds the room's lock) and
-        answer each through its future; if that transaction fails, each goes again alone, so
-        one join's failure is not every join's."""
-        try:
-            try:
-                await self._apply_joins(code, waiting)
-            except Exception as exc:
-                if isinstance(exc, ServiceError) or len(waiting) == 1:
-                    _fail(waiting, exc)  # the room is gone, say: the same for every join
-                    return
-                log.warning("%d joins of %s failed together; each goes alone", len(waiting), code)
-                for joining in waiting:
-                    try:
-                        await self._apply_joins(code, [joining])
-                    except Exception as alone:
-                        _fail([joining], alone)
-        except BaseException:
-            _fail(waiting, _STOPPING)
-            raise
+        return await self._in_line(
+            room_of(env),
+            "join",
+            joining,
+            joins.JOINS_PER_TRANSACTION,
+            self._apply_joins,
+            lambda code, one: self._apply_joins(code, [one]),
+        )
 
     async def _apply_joins(self, code: str, waiting: list[joins.Joining]) -> None:
         async def body(tx: RoomTx) -> tuple[dict[int, ServiceError], dict[str, Any] | None]:
@@ -234,13 +246,7 @@ class RoomsService:
 
         caller = waiting[0].user.id
         refused, snapshot = await self.in_room(None, code, "join", body, locked=True, caller=caller)
-        for i, joining in enumerate(waiting):
-            if joining.done.done():
-                continue
-            if i in refused:
-                joining.done.set_exception(refused[i])
-            else:
-                joining.done.set_result(snapshot)
+        _answer(waiting, refused, snapshot)
 
     async def leave(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         await self._drop_session(room_of(env), conn_id=_conn(env))
@@ -416,23 +422,64 @@ class RoomsService:
     async def _player(self, tx: RoomTx, env: CommandEnvelope, command: str) -> Standing:
         """A report from a player: a member's socket that joined the room as a player."""
         standing = await self.authorize(tx, env.user, command)
-        if _conn(env) not in await tx.players():
-            raise ServiceError(ErrorCode.NOT_MEMBER, "Join the room as a player first.")
+        readies.require_player(_conn(env), await tx.players())
         return standing
 
     async def ready(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
-        conn_id = _conn(env)
+        """A player loaded the entry at the start's position. Reports that wait for the
+        room's lock go in with the one that takes it (readies.py)."""
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        report = readies.Ready(env, _conn(env), data.entry_id, done)
+        return await self._in_line(
+            room_of(env),
+            "ready",
+            report,
+            readies.READIES_PER_TRANSACTION,
+            self._apply_readies,
+            self._ready_alone,
+        )
+
+    async def _apply_readies(self, code: str, waiting: list[readies.Ready]) -> None:
+        if len(waiting) == 1:
+            await self._ready_alone(code, waiting[0])
+            return
+
+        async def body(tx: RoomTx) -> dict[int, ServiceError]:
+            refused = await readies.apply(tx, waiting, self.authorize, self.timing)
+            admitted = [r.env for i, r in enumerate(waiting) if i not in refused]
+            if admitted:
+                # A retried report among them that committed before fails them all here;
+                # alone, each is then answered as it was (`in_room`).
+                requests = [(env.user.id, env.id) for env in admitted]
+                await self.commands.remember_many(tx.conn, requests, "ready", {})
+            return refused
+
+        caller = waiting[0].env.user.id
+        refused = await self.in_room(None, code, "ready", body, locked=True, caller=caller)
+        _answer(waiting, refused, {})
+
+    async def _ready_alone(self, code: str, report: readies.Ready) -> None:
+        """One report in its own transaction (the caller holds the room's lock), remembered
+        under its request id."""
+        env = report.env
 
         async def body(tx: RoomTx) -> dict[str, Any]:
             await self._player(tx, env, "ready")
             tx.set_playback(
                 pb.mark_ready(
-                    tx.playback, conn_id, data.entry_id, await tx.players(), now_ms(), self.timing
+                    tx.playback,
+                    report.conn_id,
+                    report.entry_id,
+                    await tx.players(),
+                    now_ms(),
+                    self.timing,
                 )
             )
             return {}
 
-        return await self.in_room(env, room_of(env), "ready", body)
+        reply = await self.in_room(env, code, "ready", body, locked=True)
+        if not report.done.done():
+            report.done.set_result(reply)
 
     async def ended(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
         """A player saw the video end (the room may not know its duration)."""
@@ -653,14 +700,51 @@ def room_of(env: CommandEnvelope) -> str:
     return env.room
 
 
-# What a join still waiting is told when the service stops under it.
-_STOPPING = ServiceError(ErrorCode.UNAVAILABLE, "The rooms service is stopping; join again.")
+# What a join or a report still waiting in a line is told when the service stops under it.
+_STOPPING = ServiceError(ErrorCode.UNAVAILABLE, "The rooms service is stopping; try again.")
 
 
-def _fail(waiting: list[joins.Joining], exc: BaseException) -> None:
-    for joining in waiting:
-        if not joining.done.done():
-            joining.done.set_exception(exc)
+async def _together(
+    code: str,
+    waiting: list[W],
+    together: Callable[[str, list[W]], Awaitable[None]],
+    alone: Callable[[str, W], Awaitable[None]],
+) -> None:
+    """Apply a line with `together` (the caller holds the room's lock); if it fails, each goes
+    again with `alone`. Every command of the line is answered through its future."""
+    try:
+        try:
+            await together(code, waiting)
+        except Exception as exc:
+            if isinstance(exc, ServiceError) or len(waiting) == 1:
+                _fail(waiting, exc)  # the room is gone, say: the same for every one
+                return
+            log.warning("%d commands of %s failed together; each goes alone", len(waiting), code)
+            for item in waiting:
+                try:
+                    await alone(code, item)
+                except Exception as one:
+                    _fail([item], one)
+    except BaseException:
+        _fail(waiting, _STOPPING)
+        raise
+
+
+def _answer(waiting: list[Any], refused: dict[int, ServiceError], reply: Any) -> None:
+    """A line applied together: each command gets the shared reply, or its own refusal."""
+    for i, item in enumerate(waiting):
+        if item.done.done():
+            continue
+        if i in refused:
+            item.done.set_exception(refused[i])
+        else:
+            item.done.set_result(reply)
+
+
+def _fail(waiting: list[Any], exc: BaseException) -> None:
+    for item in waiting:
+        if not item.done.done():
+            item.done.set_exception(exc)
 
 
 def _conn(env: CommandEnvelope) -> str:

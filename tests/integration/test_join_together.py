@@ -15,18 +15,16 @@ from services.common.jsonutil import now_ms
 from services.rooms import repository as rooms_repo
 from services.rooms.moderation import Moderation
 from services.rooms.service import RoomsService
-from tests.support.rooms_service import env, members, new_room, rooms_service, user
+from tests.support.rooms_service import (
+    env,
+    members,
+    new_room,
+    rooms_service,
+    user,
+    waiting_in_lines,
+)
 
 pytestmark = pytest.mark.integration
-
-
-async def _waiting_for_the_lock(rooms: RoomsService, code: str, count: int) -> None:
-    """Until `count` joins of the room wait (bounded: the test fails, it does not hang)."""
-    for _ in range(500):
-        if sum(len(line) for line in rooms._joins._rooms.get(code, [])) >= count:
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"{count} joins never waited together")
 
 
 async def _join_while_locked(
@@ -38,7 +36,7 @@ async def _join_while_locked(
             asyncio.create_task(rooms.join(env(who, code, conn=conn), Join()))
             for who, conn in joins
         ]
-        await _waiting_for_the_lock(rooms, code, len(tasks))
+        await waiting_in_lines(rooms, code, len(tasks))
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -89,11 +87,11 @@ async def test_a_join_after_a_leave_of_the_same_socket_is_applied_after_it(
 
     async with rooms._locks.hold(code):
         first = asyncio.create_task(rooms.join(env(early, code, conn="e1"), Join()))
-        await _waiting_for_the_lock(rooms, code, 1)
+        await waiting_in_lines(rooms, code, 1)
         leave = asyncio.create_task(rooms.leave(env(rejoining, code, conn="r1"), None))
         await asyncio.sleep(0.01)  # the leave waits for the lock too
         again = asyncio.create_task(rooms.join(env(rejoining, code, conn="r1"), Join()))
-        await _waiting_for_the_lock(rooms, code, 2)
+        await waiting_in_lines(rooms, code, 2)
     await asyncio.gather(first, leave, again)
 
     async with rooms.engine.connect() as conn:
@@ -153,7 +151,7 @@ async def test_a_join_whose_caller_gave_up_before_its_turn_is_not_applied(
     async with rooms._locks.hold(code):
         kept = asyncio.create_task(rooms.join(env(stays, code, conn="s1"), Join()))
         given_up = asyncio.create_task(rooms.join(env(leaves, code, conn="l1"), Join()))
-        await _waiting_for_the_lock(rooms, code, 2)
+        await waiting_in_lines(rooms, code, 2)
         given_up.cancel()
         await asyncio.gather(given_up, return_exceptions=True)
     await kept

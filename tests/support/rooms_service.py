@@ -1,6 +1,7 @@
 """The rooms service in-process, on a real database, with a bus that records what it
 publishes: for the tests of its commands and the janitor's jobs (tests/integration/)."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -66,3 +67,13 @@ async def list_members(conn: AsyncConnection, code: str) -> list[Member]:
 async def members(rooms: RoomsService, code: str) -> dict[str, dict[str, Any]]:
     async with rooms.engine.connect() as conn:
         return {m.user_id: m.model_dump() for m in await list_members(conn, code)}
+
+
+async def waiting_in_lines(rooms: RoomsService, code: str, count: int) -> None:
+    """Until `count` commands of the room wait in its lines for the lock (services/rooms/
+    lines.py); bounded: the test fails, it does not hang."""
+    for _ in range(500):
+        if rooms._lines.waiting(code) >= count:
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"{count} commands never waited together")

@@ -1,0 +1,170 @@
+"""Players' `ready` reports of one room that wait for its lock go in together
+(services/rooms/readies.py): one transaction for all of them, each still authorised on its own,
+never ahead of another command of the room that arrived before it, and a retried report among
+them answered as it was the first time."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.contracts.commands import EntryRef, Join, Seek
+from services.common.contracts.envelope import CommandEnvelope
+from services.common.contracts.errors import ErrorCode, ServiceError
+from services.common.contracts.models import UserRef
+from services.rooms import repository as rooms_repo
+from services.rooms.playback import PlaybackState
+from services.rooms.service import RoomsService
+from tests.support.rooms_service import (
+    Bus,
+    env,
+    loaded,
+    rooms_service,
+    user,
+    waiting_in_lines,
+)
+
+pytestmark = pytest.mark.integration
+
+ENTRY = EntryRef(entry_id="e1")  # what tests.support.rooms_service.loaded loads
+
+
+@pytest_asyncio.fixture
+async def service(engine: AsyncEngine) -> AsyncIterator[tuple[RoomsService, Bus]]:
+    rooms, bus = rooms_service(engine)
+    yield rooms, bus
+    await rooms.aclose()
+
+
+class _Transactions:
+    """Counts the transactions begun on an engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        event.listen(engine.sync_engine, "begin", self._begun)
+        self._engine = engine
+
+    def _begun(self, _conn: Any) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        event.remove(self._engine.sync_engine, "begin", self._begun)
+
+
+async def _starting_room(
+    rooms: RoomsService, players: int
+) -> tuple[str, UserRef, list[tuple[UserRef, str]]]:
+    """A room whose owner pressed play with `players` players in it: `starting`, waiting
+    for them."""
+    owner = user("owner")
+    code = await loaded(rooms, owner)
+    joined = [(user(f"player {i}"), f"p{i}") for i in range(players)]
+    for who, conn in joined:
+        await rooms.join(env(who, code, conn=conn), Join(player=True))
+    await rooms.play(env(owner, code), None)
+    assert (await _playback(rooms, code)).status == "starting"
+    return code, owner, joined
+
+
+async def _playback(rooms: RoomsService, code: str) -> PlaybackState:
+    async with rooms.engine.connect() as conn:
+        return rooms_repo.playback_of(await rooms_repo.get_room(conn, code))
+
+
+async def _ready_while_locked(
+    rooms: RoomsService, code: str, envelopes: list[CommandEnvelope]
+) -> list[Any]:
+    """Send every report while the room's lock is held, then let them go: they wait together."""
+    async with rooms._locks.hold(code):
+        tasks = [asyncio.create_task(rooms.ready(e, ENTRY)) for e in envelopes]
+        await waiting_in_lines(rooms, code, len(tasks))
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _playback_events(bus: Bus) -> int:
+    return sum(1 for subject, _ in bus.published if subject.endswith(".evt.playback"))
+
+
+async def test_reports_that_wait_together_share_one_transaction(
+    service: tuple[RoomsService, Bus], engine: AsyncEngine
+) -> None:
+    rooms, bus = service
+    code, _owner, players = await _starting_room(rooms, 6)
+    events_before = _playback_events(bus)
+    transactions = _Transactions(engine)
+    try:
+        replies = await _ready_while_locked(
+            rooms, code, [env(who, code, conn=conn) for who, conn in players]
+        )
+    finally:
+        transactions.close()
+
+    assert replies == [{}] * len(players)
+    assert transactions.count == 1  # one at a time: 6
+    assert (await _playback(rooms, code)).status == "playing"
+    assert _playback_events(bus) - events_before == 1  # `playing`, once the last was ready
+
+
+async def test_a_report_from_a_socket_that_is_no_player_is_refused_alone(
+    service: tuple[RoomsService, Bus],
+) -> None:
+    rooms, _bus = service
+    code, _owner, players = await _starting_room(rooms, 2)
+    remote = user("phone remote")
+    await rooms.join(env(remote, code, conn="remote"), Join(player=False))
+    stranger = user("not in the room")
+
+    envelopes = [env(who, code, conn=conn) for who, conn in players]
+    envelopes += [env(remote, code, conn="remote"), env(stranger, code, conn="s1")]
+    *accepted, not_player, not_member = await _ready_while_locked(rooms, code, envelopes)
+
+    assert accepted == [{}, {}]
+    assert isinstance(not_player, ServiceError) and not_player.code is ErrorCode.NOT_MEMBER
+    assert isinstance(not_member, ServiceError) and not_member.code is ErrorCode.NOT_MEMBER
+    assert (await _playback(rooms, code)).status == "playing"
+
+
+async def test_a_report_after_a_seek_counts_for_that_seek_only(
+    service: tuple[RoomsService, Bus],
+) -> None:
+    """A seek ends the line: the report that arrived after it is not applied with the one
+    before it, ahead of the seek (whose new start would then forget it)."""
+    rooms, _bus = service
+    code, owner, players = await _starting_room(rooms, 3)
+    (early, early_conn), (late, late_conn) = players[0], players[1]
+
+    async with rooms._locks.hold(code):
+        before = asyncio.create_task(rooms.ready(env(early, code, conn=early_conn), ENTRY))
+        await waiting_in_lines(rooms, code, 1)
+        seek = asyncio.create_task(rooms.seek(env(owner, code), Seek(position_ms=90_000)))
+        await asyncio.sleep(0.01)  # the seek waits for the lock too
+        after = asyncio.create_task(rooms.ready(env(late, code, conn=late_conn), ENTRY))
+        await waiting_in_lines(rooms, code, 2)
+    await asyncio.gather(before, seek, after)
+
+    state = await _playback(rooms, code)
+    assert (state.status, state.position_ms) == ("starting", 90_000)
+    assert state.ready == frozenset({late_conn})
+
+
+async def test_a_retried_report_among_others_is_answered_as_the_first_time(
+    service: tuple[RoomsService, Bus],
+) -> None:
+    rooms, _bus = service
+    code, _owner, players = await _starting_room(rooms, 3)
+    (first, first_conn), *others = players
+    sent = env(first, code, conn=first_conn)
+    assert await rooms.ready(sent, ENTRY) == {}
+
+    # The same request again (a client that lost the reply), with the others' first reports:
+    # together they fail on the remembered request id, and each goes again alone.
+    replies = await _ready_while_locked(
+        rooms, code, [sent] + [env(who, code, conn=conn) for who, conn in others]
+    )
+
+    assert replies == [{}, {}, {}]
+    assert (await _playback(rooms, code)).status == "playing"
