@@ -79,14 +79,20 @@ class CommandLog:
         )
 
     async def remember_many(
-        self, conn: AsyncConnection, requests: list[tuple[str, str]], command: str, reply: Any
+        self, conn: AsyncConnection, requests: list[tuple[str, str, str, Any]]
     ) -> None:
-        """Remember one reply for several (user id, request id) that went in together, in
+        """Remember several (user id, request id, command, reply) that went in together, in
         one executemany: one statement whatever their number, so the statement cache keeps
         one entry for it; a retry among them that committed first fails it all."""
-        body, at = orjson.dumps(reply), now_ms()
+        at = now_ms()
         rows = [
-            {"user_id": u, "request_id": r, "command": command, "reply": body, "at_ms": at}
-            for u, r in requests
+            {
+                "user_id": user_id,
+                "request_id": request_id,
+                "command": command,
+                "reply": orjson.dumps(reply),
+                "at_ms": at,
+            }
+            for user_id, request_id, command, reply in requests
         ]
         await conn.execute(self.table.insert(), rows)

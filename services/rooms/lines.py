@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 LINE_SIZE = Histogram(
     "sharetube_rooms_line_size",
-    "Commands of one room applied together in one transaction, by kind (join, ready)",
+    "Commands of one room applied together in one transaction, by kind (join, report)",
     ["kind"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )

@@ -38,7 +38,7 @@ from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
 
-from . import joins, readies
+from . import joins, reports
 from . import playback as pb
 from . import repository as repo
 from .access import AccessReads
@@ -246,7 +246,7 @@ class RoomsService:
 
         caller = waiting[0].user.id
         refused, snapshot = await self.in_room(None, code, "join", body, locked=True, caller=caller)
-        _answer(waiting, refused, snapshot)
+        _answer(waiting, refused, [snapshot] * len(waiting))
 
     async def leave(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         await self._drop_session(room_of(env), conn_id=_conn(env))
@@ -419,67 +419,11 @@ class RoomsService:
             {"rate": data.rate},
         )
 
-    async def _player(self, tx: RoomTx, env: CommandEnvelope, command: str) -> Standing:
-        """A report from a player: a member's socket that joined the room as a player."""
-        standing = await self.authorize(tx, env.user, command)
-        readies.require_player(_conn(env), await tx.players())
-        return standing
+    # -- players' reports: ready, ads ------------------------------------------------------
 
     async def ready(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
-        """A player loaded the entry at the start's position. Reports that wait for the
-        room's lock go in with the one that takes it (readies.py)."""
-        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        report = readies.Ready(env, _conn(env), data.entry_id, done)
-        return await self._in_line(
-            room_of(env),
-            "ready",
-            report,
-            readies.READIES_PER_TRANSACTION,
-            self._apply_readies,
-            self._ready_alone,
-        )
-
-    async def _apply_readies(self, code: str, waiting: list[readies.Ready]) -> None:
-        if len(waiting) == 1:
-            await self._ready_alone(code, waiting[0])
-            return
-
-        async def body(tx: RoomTx) -> dict[int, ServiceError]:
-            refused = await readies.apply(tx, waiting, self.authorize, self.timing)
-            admitted = [r.env for i, r in enumerate(waiting) if i not in refused]
-            if admitted:
-                # A retried report among them that committed before fails them all here;
-                # alone, each is then answered as it was (`in_room`).
-                requests = [(env.user.id, env.id) for env in admitted]
-                await self.commands.remember_many(tx.conn, requests, "ready", {})
-            return refused
-
-        caller = waiting[0].env.user.id
-        refused = await self.in_room(None, code, "ready", body, locked=True, caller=caller)
-        _answer(waiting, refused, {})
-
-    async def _ready_alone(self, code: str, report: readies.Ready) -> None:
-        """One report in its own transaction (the caller holds the room's lock), remembered
-        under its request id."""
-        env = report.env
-
-        async def body(tx: RoomTx) -> dict[str, Any]:
-            await self._player(tx, env, "ready")
-            tx.set_playback(
-                pb.mark_ready(
-                    tx.playback,
-                    report.conn_id,
-                    report.entry_id,
-                    await tx.players(),
-                    now_ms(),
-                    self.timing,
-                )
-            )
-            return {}
-
-        reply = await self.in_room(env, code, "ready", body, locked=True)
-        if not report.done.done():
-            report.done.set_result(reply)
+        """A player loaded the entry at the start's position."""
+        return await self._report(env, "ready", data.entry_id)
 
     async def ended(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
         """A player saw the video end (the room may not know its duration)."""
@@ -489,31 +433,70 @@ class RoomsService:
         await self._finish_entry(room_of(env), data.entry_id)
         return {}
 
-    # -- ads ---------------------------------------------------------------------------
-
     async def ad_start(self, env: CommandEnvelope, data: AdReport) -> dict[str, Any]:
-        return await self._ad(env, data, "ad.start")
+        return await self._report(env, "ad.start", data.entry_id)
 
     async def ad_end(self, env: CommandEnvelope, data: AdReport) -> dict[str, Any]:
-        return await self._ad(env, data, "ad.end")
+        return await self._report(env, "ad.end", data.entry_id)
 
-    async def _ad(self, env: CommandEnvelope, data: AdReport, command: str) -> dict[str, Any]:
-        conn_id = _conn(env)
+    async def _report(
+        self, env: CommandEnvelope, command: str, entry_id: str | None
+    ) -> dict[str, Any]:
+        """Reports that wait for the room's lock go in with the one that takes it
+        (reports.py)."""
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        report = reports.Report(env, command, _conn(env), entry_id, done)
+        return await self._in_line(
+            room_of(env),
+            "report",
+            report,
+            reports.REPORTS_PER_TRANSACTION,
+            self._apply_reports,
+            self._report_alone,
+        )
+
+    async def _apply_reports(self, code: str, waiting: list[reports.Report]) -> None:
+        if len(waiting) == 1:
+            await self._report_alone(code, waiting[0])
+            return
+
+        async def body(tx: RoomTx) -> tuple[dict[int, ServiceError], list[Any]]:
+            refused, replies = await reports.apply(tx, waiting, self.authorize, self.timing)
+            applied = [
+                (r.env.user.id, r.env.id, r.command, reply)
+                for r, reply in zip(waiting, replies, strict=True)
+                if reply is not None
+            ]
+            if applied:
+                # A retried report among them that committed before fails them all here;
+                # alone, each is then answered as it was (`in_room`).
+                await self.commands.remember_many(tx.conn, applied)
+            return refused, replies
+
+        caller = waiting[0].env.user.id
+        refused, replies = await self.in_room(
+            None, code, "report", body, locked=True, caller=caller
+        )
+        _answer(waiting, refused, replies)
+
+    async def _report_alone(self, code: str, report: reports.Report) -> None:
+        """One report in its own transaction (the caller holds the room's lock), remembered
+        under its request id."""
+        env = report.env
 
         async def body(tx: RoomTx) -> dict[str, Any]:
-            standing = await self._player(tx, env, command)
-            state, policy, now = tx.playback, tx.settings.ad_sync, now_ms()
-            if data.entry_id is not None and data.entry_id != state.entry_id:
-                return {"counted": False}  # about an entry the room has moved on from
-            if command == "ad.end":
-                tx.set_playback(pb.ad_end(state, conn_id, await tx.players(), now, self.timing))
-                return {"counted": conn_id in state.ads}
-            if not pb.ad_counts(policy, standing in ("owner", "operator")):
-                return {"counted": False}
-            tx.set_playback(pb.ad_start(state, conn_id, policy, now, self.timing))
-            return {"counted": conn_id in tx.playback.ads}
+            standing = await self.authorize(tx, env.user, report.command)
+            players = await tx.players()
+            reports.require_player(report.conn_id, players)
+            state, reply = reports.step(
+                tx.playback, report, standing, players, tx.settings.ad_sync, now_ms(), self.timing
+            )
+            tx.set_playback(state)
+            return reply
 
-        return await self.in_room(env, room_of(env), command, body)
+        reply = await self.in_room(env, code, report.command, body, locked=True)
+        if not report.done.done():
+            report.done.set_result(reply)
 
     # -- vote skip ---------------------------------------------------------------------
 
@@ -730,15 +713,15 @@ async def _together(
         raise
 
 
-def _answer(waiting: list[Any], refused: dict[int, ServiceError], reply: Any) -> None:
-    """A line applied together: each command gets the shared reply, or its own refusal."""
+def _answer(waiting: list[Any], refused: dict[int, ServiceError], replies: list[Any]) -> None:
+    """A line applied together: each command gets its reply, or its refusal."""
     for i, item in enumerate(waiting):
         if item.done.done():
             continue
         if i in refused:
             item.done.set_exception(refused[i])
         else:
-            item.done.set_result(reply)
+            item.done.set_result(replies[i])
 
 
 def _fail(waiting: list[Any], exc: BaseException) -> None:

@@ -1,7 +1,7 @@
-"""Players' `ready` reports of one room that wait for its lock go in together
-(services/rooms/readies.py): one transaction for all of them, each still authorised on its own,
-never ahead of another command of the room that arrived before it, and a retried report among
-them answered as it was the first time."""
+"""Players' reports of one room (`ready`, `ad.start`, `ad.end`) that wait for its lock go in
+together (services/rooms/reports.py): one transaction for all of them, applied in arrival
+order, each still authorised on its own, never ahead of another command of the room that
+arrived before it, and a retried report among them answered as it was the first time."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -12,7 +12,7 @@ import pytest_asyncio
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.contracts.commands import EntryRef, Join, Seek
+from services.common.contracts.commands import AdReport, EntryRef, Join, Seek
 from services.common.contracts.envelope import CommandEnvelope
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
@@ -167,4 +167,45 @@ async def test_a_retried_report_among_others_is_answered_as_the_first_time(
     )
 
     assert replies == [{}, {}, {}]
+    assert (await _playback(rooms, code)).status == "playing"
+
+
+async def test_ad_reports_and_readies_go_in_one_line_in_arrival_order(
+    service: tuple[RoomsService, Bus], engine: AsyncEngine
+) -> None:
+    """A start with prerolls: some players report an ad, the others `ready`. Applied in
+    arrival order in one transaction, the start waits for the ad (the default policy,
+    `pause_all`, counts every player's), and plays when that ad ends and its player is ready."""
+    rooms, _bus = service
+    code, _owner, players = await _starting_room(rooms, 3)
+    (with_ad, ad_conn), *others = players
+    ad = AdReport(entry_id=ENTRY.entry_id)
+    transactions = _Transactions(engine)
+    try:
+        async with rooms._locks.hold(code):
+            tasks = [asyncio.create_task(rooms.ad_start(env(with_ad, code, conn=ad_conn), ad))]
+            tasks += [
+                asyncio.create_task(rooms.ready(env(who, code, conn=conn), ENTRY))
+                for who, conn in others
+            ]
+            await waiting_in_lines(rooms, code, len(tasks))
+        replies = await asyncio.gather(*tasks)
+    finally:
+        transactions.close()
+
+    assert replies == [{"counted": True}, {}, {}]
+    assert transactions.count == 1
+    state = await _playback(rooms, code)
+    assert state.status == "starting"
+    assert state.ads == frozenset({ad_conn})
+    assert state.ready == frozenset(conn for _who, conn in others)
+
+    late = await _ready_while_locked(
+        rooms,
+        code,
+        [env(with_ad, code, conn=ad_conn), env(with_ad, code, conn=ad_conn)],
+    )
+    assert late == [{}, {}]  # ready during its ad: the start still waits for the ad
+    assert (await _playback(rooms, code)).status == "starting"
+    assert await rooms.ad_end(env(with_ad, code, conn=ad_conn), ad) == {"counted": True}
     assert (await _playback(rooms, code)).status == "playing"
