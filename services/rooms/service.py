@@ -5,6 +5,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
@@ -55,6 +56,18 @@ CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 6  # 55^6 ≈ 2.8e10 codes: guessing a private room's code is not practical
 
 TxBody = Callable[[RoomTx], Awaitable[Any]]
+
+# Bounds one transaction's statements: a longer line of disconnects is taken by the next
+# holders of the lock, in order.
+GONE_PER_TRANSACTION = 500
+
+
+@dataclass(slots=True, eq=False)  # each is itself: found in a line by identity
+class _Gone:
+    """A socket of the room that dropped, waiting for the room's lock."""
+
+    conn: str
+    done: asyncio.Future[dict[str, Any]]
 
 
 class Waiting(Protocol):
@@ -254,11 +267,26 @@ class RoomsService:
 
     async def disconnect(self, notice: DisconnectNotice) -> dict[str, Any]:
         """A socket dropped without `leave`: its member shows away (and holds up no start)
-        until they come back or the janitor's presence timeout removes the session."""
-        await self.mark_away(notice.room, [notice.conn])
-        return {}
+        until they come back or the janitor's presence timeout removes the session.
+        Disconnects of one room that wait for its lock go in together: a draining gateway,
+        or a watch party's end, drops hundreds of one room's sockets at once."""
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        gone = _Gone(notice.conn, done)
+        return await self._in_line(
+            notice.room, "away", gone, GONE_PER_TRANSACTION, self._gone_together, self._gone_alone
+        )
 
-    async def mark_away(self, code: str, conns: list[str]) -> int:
+    async def _gone_together(self, code: str, waiting: list[_Gone]) -> None:
+        await self.mark_away(code, [g.conn for g in waiting], locked=True)
+        _answer(waiting, {}, [{}] * len(waiting))
+
+    async def _gone_alone(self, code: str, gone: _Gone) -> None:
+        await self._gone_together(code, [gone])
+
+    async def mark_away(self, code: str, conns: list[str], *, locked: bool = False) -> int:
+        """Mark these sockets' sessions away, in one transaction (the caller holds the room's
+        lock when `locked`); how many were marked."""
+
         async def body(tx: RoomTx) -> int:
             marked = await repo.mark_away(tx.conn, code, conns, now_ms())
             if marked:
@@ -267,7 +295,7 @@ class RoomsService:
             return len(marked)
 
         try:
-            return int(await self.in_room(None, code, "away", body))
+            return int(await self.in_room(None, code, "away", body, locked=locked))
         except ServiceError as exc:
             if exc.code is ErrorCode.NOT_FOUND:
                 return 0  # the room was closed meanwhile

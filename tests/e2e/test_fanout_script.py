@@ -122,3 +122,30 @@ def test_fanout_script_reports_every_round_delivered_to_every_member(tmp_path: P
         assert "slowest rounds" in done.stdout
     else:
         assert cpu is None
+
+
+@pytest.mark.timeout(180)
+def test_fanout_script_with_players_times_each_seek_until_every_player_plays(
+    tmp_path: Path,
+) -> None:
+    """--players: the members join as players and answer each `starting` with `ready`; a round
+    ends when `playing` has reached every member, after its `starting` did."""
+    out = tmp_path / "players.json"
+    argv = [sys.executable, "scripts/fanout.py", "--start", "--no-color", "--players"]
+    argv += ["--clients", str(CLIENTS), "--rounds", "3", "--out", str(out), "--quiet"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "starting to last" in done.stdout
+
+    report = json.loads(out.read_text())
+    assert report["ok"] is True
+    assert report["config"]["players"] is True
+    assert report["ready_failed"] == {}  # every `ready` was taken
+    assert report["rounds_complete"] == 3 and report["lost_events"] == 0
+    for r in report["rounds_detail"]:
+        # `playing` came after every player's `starting` (and so after its `ready`).
+        assert r["delivered"] == CLIENTS
+        assert 0 < r["starting_to_last_ms"] <= r["to_last_ms"]
+    starting = report["starting_to_last_member_ms"]
+    assert starting["count"] == 3
+    assert starting["p50"] <= report["to_last_member_ms"]["p50"]

@@ -13,6 +13,8 @@ from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import db, runtime
+from services.rooms.service import RoomsService
+from tests.support.rooms_service import Bus, rooms_service
 from tests.support.system import migrate
 
 
@@ -34,6 +36,14 @@ async def engine(upkeep_db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = db.create_engine(upkeep_db_url, pool_size=4)
     yield engine
     await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def rooms_bus(engine: AsyncEngine) -> AsyncIterator[tuple[RoomsService, Bus]]:
+    """The rooms service in-process (tests/support/rooms_service.py), stopped after."""
+    rooms, bus = rooms_service(engine)
+    yield rooms, bus
+    await rooms.aclose()
 
 
 @pytest_asyncio.fixture

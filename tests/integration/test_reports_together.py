@@ -4,11 +4,9 @@ order, each still authorised on its own, never ahead of another command of the r
 arrived before it, and a retried report among them answered as it was the first time."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +21,6 @@ from tests.support.rooms_service import (
     Bus,
     env,
     loaded,
-    rooms_service,
     user,
     waiting_in_lines,
 )
@@ -31,13 +28,6 @@ from tests.support.rooms_service import (
 pytestmark = pytest.mark.integration
 
 ENTRY = EntryRef(entry_id="e1")  # what tests.support.rooms_service.loaded loads
-
-
-@pytest_asyncio.fixture
-async def service(engine: AsyncEngine) -> AsyncIterator[tuple[RoomsService, Bus]]:
-    rooms, bus = rooms_service(engine)
-    yield rooms, bus
-    await rooms.aclose()
 
 
 class _Transactions:
@@ -90,9 +80,9 @@ def _playback_events(bus: Bus) -> int:
 
 
 async def test_reports_that_wait_together_share_one_transaction(
-    service: tuple[RoomsService, Bus], engine: AsyncEngine
+    rooms_bus: tuple[RoomsService, Bus], engine: AsyncEngine
 ) -> None:
-    rooms, bus = service
+    rooms, bus = rooms_bus
     code, _owner, players = await _starting_room(rooms, 6)
     events_before = _playback_events(bus)
     transactions = _Transactions(engine)
@@ -110,9 +100,9 @@ async def test_reports_that_wait_together_share_one_transaction(
 
 
 async def test_a_report_from_a_socket_that_is_no_player_is_refused_alone(
-    service: tuple[RoomsService, Bus],
+    rooms_bus: tuple[RoomsService, Bus],
 ) -> None:
-    rooms, _bus = service
+    rooms, _bus = rooms_bus
     code, _owner, players = await _starting_room(rooms, 2)
     remote = user("phone remote")
     await rooms.join(env(remote, code, conn="remote"), Join(player=False))
@@ -129,11 +119,11 @@ async def test_a_report_from_a_socket_that_is_no_player_is_refused_alone(
 
 
 async def test_a_report_after_a_seek_counts_for_that_seek_only(
-    service: tuple[RoomsService, Bus],
+    rooms_bus: tuple[RoomsService, Bus],
 ) -> None:
     """A seek ends the line: the report that arrived after it is not applied with the one
     before it, ahead of the seek (whose new start would then forget it)."""
-    rooms, _bus = service
+    rooms, _bus = rooms_bus
     code, owner, players = await _starting_room(rooms, 3)
     (early, early_conn), (late, late_conn) = players[0], players[1]
 
@@ -152,9 +142,9 @@ async def test_a_report_after_a_seek_counts_for_that_seek_only(
 
 
 async def test_a_retried_report_among_others_is_answered_as_the_first_time(
-    service: tuple[RoomsService, Bus],
+    rooms_bus: tuple[RoomsService, Bus],
 ) -> None:
-    rooms, _bus = service
+    rooms, _bus = rooms_bus
     code, _owner, players = await _starting_room(rooms, 3)
     (first, first_conn), *others = players
     sent = env(first, code, conn=first_conn)
@@ -171,12 +161,12 @@ async def test_a_retried_report_among_others_is_answered_as_the_first_time(
 
 
 async def test_ad_reports_and_readies_go_in_one_line_in_arrival_order(
-    service: tuple[RoomsService, Bus], engine: AsyncEngine
+    rooms_bus: tuple[RoomsService, Bus], engine: AsyncEngine
 ) -> None:
     """A start with prerolls: some players report an ad, the others `ready`. Applied in
     arrival order in one transaction, the start waits for the ad (the default policy,
     `pause_all`, counts every player's), and plays when that ad ends and its player is ready."""
-    rooms, _bus = service
+    rooms, _bus = rooms_bus
     code, _owner, players = await _starting_room(rooms, 3)
     (with_ad, ad_conn), *others = players
     ad = AdReport(entry_id=ENTRY.entry_id)
