@@ -29,6 +29,10 @@ FD_MARGIN = 256
 
 EventHook = Callable[["Socket", dict[str, Any], float], None]
 
+# A setup step is sent at most this many times when answered with one of these codes.
+SETUP_ATTEMPTS = 3
+RETRIED = frozenset({"timeout", "unavailable"})
+
 
 class Socket:
     def __init__(self, index: int, ws: ClientConnection, on_event: EventHook) -> None:
@@ -40,6 +44,7 @@ class Socket:
         self.playback: dict[str, Any] | None = None  # the room's latest, as this socket knows
         self.stray_events = 0  # events before any join (must not happen)
         self.notices: dict[str, int] = {}  # evicted / reconnect / resync frames
+        self.setup_retries = 0  # setup steps sent again after `timeout` / `unavailable`
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._joins: set[str] = set()
         self._ids = (f"q{n}" for n in itertools.count(1))
@@ -91,10 +96,16 @@ class Socket:
         self.on_event(self, frame, at)
 
     async def request(
-        self, type_: str, data: dict[str, Any], room: str | None, timeout_s: float
+        self,
+        type_: str,
+        data: dict[str, Any],
+        room: str | None,
+        timeout_s: float,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        """The reply frame; TimeoutError when none came in time."""
-        request_id = next(self._ids)
+        """The reply frame; TimeoutError when none came in time. `request_id`: the id of an
+        earlier request this one repeats (applied once: the services remember replies)."""
+        request_id = request_id or next(self._ids)
         frame: dict[str, Any] = {"id": request_id, "type": type_, "data": data}
         if room is not None:
             frame["room"] = room
@@ -111,11 +122,21 @@ class Socket:
     async def call(
         self, type_: str, data: dict[str, Any] | None = None, room: str | None = None
     ) -> dict[str, Any]:
-        """A setup step that must succeed: its reply data."""
-        reply = await self.request(type_, data or {}, room, 30.0)
-        if not reply.get("ok"):
-            raise LoadError(f"{type_} failed: {(reply.get('error') or {}).get('code')}")
-        return reply.get("data") or {}
+        """A setup step that must succeed: its reply data. A step answered `timeout` or
+        `unavailable` (a service slower than the gateway's wait while the setup loads the
+        one core) is sent again with the same request id, as the clients do, at most
+        SETUP_ATTEMPTS times in all; each repeat is counted in `setup_retries`."""
+        request_id = next(self._ids)
+        for attempt in range(SETUP_ATTEMPTS):
+            reply = await self.request(type_, data or {}, room, 30.0, request_id)
+            if reply.get("ok"):
+                return reply.get("data") or {}
+            code = (reply.get("error") or {}).get("code")
+            if code not in RETRIED or attempt == SETUP_ATTEMPTS - 1:
+                break
+            self.setup_retries += 1
+            await asyncio.sleep(0.5 * 2**attempt)
+        raise LoadError(f"{type_} failed: {code}")
 
     async def join(self, room: str, player: bool = False) -> dict[str, Any]:
         self.room = room

@@ -107,9 +107,11 @@ class GatewayDriver(Driver):
         if self.probe_sockets:
             code = await _playing_room(self.probe_sockets, "load sync probes")
             self.probes = SyncProbes(self.probe_sockets, code)
+        retries = sum(s.setup_retries for s in [*self.sockets, *self.probe_sockets])
         self.progress.note(
             f"{self.rooms} rooms x {self.members} members joined and playing "
             f"in {time.monotonic() - t:.1f} s"
+            + (f" ({retries} steps sent again after a timeout)" if retries else "")
         )
 
     # -- the load -------------------------------------------------------------------------
@@ -212,6 +214,8 @@ class GatewayDriver(Driver):
                 "stray_events": sum(s.stray_events for s in everyone),
                 "notices": notices,
             },
+            # Setup steps sent again after `timeout` / `unavailable` (Socket.call).
+            "setup_retries": sum(s.setup_retries for s in everyone),
         }
         if closed:
             out["lost"] += closed  # a dropped socket misses what follows
