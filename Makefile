@@ -67,7 +67,7 @@ fanout: install
 	$(BIN)/python scripts/fanout.py --start --clients $(CLIENTS) --rounds $(ROUNDS) \
 		$(if $(filter 1 yes true,$(PLAYERS)),--players)
 
-## The benchmark suite (scripts/bench.py): fan-out, idle sockets, many rooms, each service,
+## The benchmark suite (scripts/bench.py): fan-out, a room of players, idle sockets, many rooms, each service,
 ## sync under load, scale-out; stack pinned to CPU 0, client to CPU 1; a table, and the JSON
 ## report in .bench/report.json. SIZE=tiny runs it in about a minute (`make test` does, so
 ## the suite keeps working; no timing is asserted).
