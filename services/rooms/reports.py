@@ -26,8 +26,6 @@ from . import playback as pb
 from .permissions import Standing
 from .transaction import RoomTx
 
-COMMANDS = ("ready", "ad.start", "ad.end")
-
 # Bounds one transaction's statements (the memberships read, the command log's rows): a
 # longer line is taken by the next holders of the lock, in order.
 REPORTS_PER_TRANSACTION = 500
@@ -41,7 +39,7 @@ class Report:
     for the ads), waiting for its room's lock; `done` gets its reply or error."""
 
     env: CommandEnvelope
-    command: str  # one of COMMANDS
+    command: str  # "ready", "ad.start" or "ad.end"; or "ended", in lines of its own
     conn_id: str
     entry_id: str | None
     done: asyncio.Future[dict[str, Any]]

@@ -164,11 +164,12 @@ class RoomsService:
         item: W,
         limit: int,
         together: Callable[[str, list[W]], Awaitable[None]],
-        alone: Callable[[str, W], Awaitable[None]],
+        alone: Callable[[str, W], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """Wait in the room's line of `kind` for its lock; whoever takes the lock first applies
         the line (at most `limit` of it) with `together`. If that fails, each goes again with
-        `alone`, so one command's failure is not every command's. `item.done` gets the reply
+        `alone` (by default `together` with it alone), so one command's failure is not every
+        command's. `item.done` gets the reply
         either way: from this caller, or from an earlier holder of the lock that took it along.
         """
         self._lines.add(code, kind, item)
@@ -176,7 +177,8 @@ class RoomsService:
             async with self._locks.hold(code):
                 waiting = self._lines.take(code, item, limit)
                 if waiting:
-                    await _together(code, waiting, together, alone)
+                    one_by_one = alone or (lambda code, one: together(code, [one]))
+                    await _together(code, waiting, together, one_by_one)
         except BaseException:
             self._lines.drop(code, item)
             if item.done.done() and not item.done.cancelled():
@@ -242,7 +244,6 @@ class RoomsService:
             joining,
             joins.JOINS_PER_TRANSACTION,
             self._apply_joins,
-            lambda code, one: self._apply_joins(code, [one]),
         )
 
     async def _apply_joins(self, code: str, waiting: list[joins.Joining]) -> None:
@@ -273,15 +274,12 @@ class RoomsService:
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         gone = _Gone(notice.conn, done)
         return await self._in_line(
-            notice.room, "away", gone, GONE_PER_TRANSACTION, self._gone_together, self._gone_alone
+            notice.room, "away", gone, GONE_PER_TRANSACTION, self._gone_together
         )
 
     async def _gone_together(self, code: str, waiting: list[_Gone]) -> None:
         await self.mark_away(code, [g.conn for g in waiting], locked=True)
         _answer(waiting, {}, [{}] * len(waiting))
-
-    async def _gone_alone(self, code: str, gone: _Gone) -> None:
-        await self._gone_together(code, [gone])
 
     async def mark_away(self, code: str, conns: list[str], *, locked: bool = False) -> int:
         """Mark these sockets' sessions away, in one transaction (the caller holds the room's
@@ -454,12 +452,41 @@ class RoomsService:
         return await self._report(env, "ready", data.entry_id)
 
     async def ended(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
-        """A player saw the video end (the room may not know its duration)."""
-        state = await self._peek(env, "ended")
-        if state.status != "playing" or state.entry_id != data.entry_id:
-            return {}
-        await self._finish_entry(room_of(env), data.entry_id)
-        return {}
+        """A player saw the video end (the room may not know its duration). Every player of
+        the room says so at about the same instant: reports that wait for the room's lock go
+        in together, with one read of the room and one move to the next entry."""
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        report = reports.Report(env, "ended", _conn(env), data.entry_id, done)
+        return await self._in_line(
+            room_of(env),
+            "ended",
+            report,
+            reports.REPORTS_PER_TRANSACTION,
+            self._apply_ended,
+        )
+
+    async def _apply_ended(self, code: str, waiting: list[reports.Report]) -> None:
+        """Authorise each report, then end the entry once if any names the one playing (the
+        caller holds the room's lock); each is answered after that."""
+
+        async def body(tx: RoomTx) -> tuple[dict[int, ServiceError], str | None]:
+            await tx.know_memberships([r.env.user.id for r in waiting])
+            refused: dict[int, ServiceError] = {}
+            for i, report in enumerate(waiting):
+                try:
+                    await self.authorize(tx, report.env.user, "ended")
+                except ServiceError as exc:
+                    refused[i] = exc
+            state = tx.playback
+            named = {r.entry_id for i, r in enumerate(waiting) if i not in refused}
+            ending = state.entry_id if state.status == "playing" else None
+            return refused, ending if ending in named else None
+
+        caller = waiting[0].env.user.id
+        refused, ending = await self.in_room(None, code, "ended", body, locked=True, caller=caller)
+        if ending is not None:
+            await self._finish_entry(code, ending, locked=True)
+        _answer(waiting, refused, [{}] * len(waiting))
 
     async def ad_start(self, env: CommandEnvelope, data: AdReport) -> dict[str, Any]:
         return await self._report(env, "ad.start", data.entry_id)
@@ -562,11 +589,18 @@ class RoomsService:
             return repo.playback_of(row)
 
     async def _advance(
-        self, env: CommandEnvelope | None, command: str, from_entry: str | None, room: str = ""
+        self,
+        env: CommandEnvelope | None,
+        command: str,
+        from_entry: str | None,
+        room: str = "",
+        *,
+        locked: bool = False,
     ) -> dict[str, Any]:
-        """Move to the queue's next entry. The queue is asked first, outside the room's lock
-        (it takes the same lock for its own change); it answers idempotently per `from_entry`,
-        so concurrent skips advance once."""
+        """Move to the queue's next entry. The queue is asked first, outside the room's
+        transaction (it locks the room's row for its own change), and with the room's local
+        lock only when the caller holds it already (`locked`); it answers idempotently per
+        `from_entry`, so concurrent skips advance once."""
         code = room or room_of(env)  # type: ignore[arg-type]
         reply = await bus.request(
             self.nc,
@@ -594,22 +628,24 @@ class RoomsService:
                     tx.set_playback(pb.finish(tx.playback, now))
             return {"playback": tx.playback.to_contract().model_dump()}
 
-        return await self.in_room(env, code, command, body)
+        return await self.in_room(env, code, command, body, locked=locked)
 
-    async def _finish_entry(self, code: str, entry_id: str | None) -> None:
+    async def _finish_entry(self, code: str, entry_id: str | None, *, locked: bool = False) -> None:
+        """The entry ended: the next one, or a stop at its end (`locked`: the caller holds
+        the room's lock)."""
         async with self.engine.connect() as conn:
             row = await repo.get_room(conn, code)
         if row is None or row.entry_id != entry_id:
             return
         if row.auto_advance:
-            await self._advance(None, "auto_advance", entry_id, room=code)
+            await self._advance(None, "auto_advance", entry_id, room=code, locked=locked)
             return
 
         async def body(tx: RoomTx) -> None:
             if tx.playback.entry_id == entry_id and tx.playback.status == "playing":
                 tx.set_playback(pb.stop_at_end(tx.playback, now_ms()))
 
-        await self.in_room(None, code, "ended", body)
+        await self.in_room(None, code, "ended", body, locked=locked)
 
     # -- deadlines: start timeouts and video ends --------------------------------------
 

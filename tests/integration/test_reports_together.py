@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.contracts.commands import AdReport, EntryRef, Join, Seek
+from services.common.contracts.commands import AdReport, EntryRef, Join, Seek, SettingsUpdate
 from services.common.contracts.envelope import CommandEnvelope
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
@@ -198,4 +198,74 @@ async def test_ad_reports_and_readies_go_in_one_line_in_arrival_order(
     assert late == [{}, {}]  # ready during its ad: the start still waits for the ad
     assert (await _playback(rooms, code)).status == "starting"
     assert await rooms.ad_end(env(with_ad, code, conn=ad_conn), ad) == {"counted": True}
+    assert (await _playback(rooms, code)).status == "playing"
+
+
+async def _playing_room_without_advance(
+    rooms: RoomsService, viewers: int
+) -> tuple[str, list[tuple[UserRef, str]]]:
+    """A room playing its entry (no players: it plays at once), auto-advance off, so its end
+    holds the video paused there (no queue to ask)."""
+    owner = user("owner")
+    code = await loaded(rooms, owner)
+    await rooms.update_settings(env(owner, code), SettingsUpdate(auto_advance=False))
+    joined = [(user(f"viewer {i}"), f"v{i}") for i in range(viewers)]
+    for who, conn in joined:
+        await rooms.join(env(who, code, conn=conn), Join())
+    await rooms.play(env(owner, code), None)
+    assert (await _playback(rooms, code)).status == "playing"
+    return code, joined
+
+
+async def _ended_while_locked(
+    rooms: RoomsService, code: str, reports: list[tuple[CommandEnvelope, EntryRef]]
+) -> list[Any]:
+    async with rooms._locks.hold(code):
+        tasks = [asyncio.create_task(rooms.ended(e, entry)) for e, entry in reports]
+        await waiting_in_lines(rooms, code, len(tasks))
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_end_reports_that_wait_together_end_the_entry_once(
+    rooms_bus: tuple[RoomsService, Bus], engine: AsyncEngine
+) -> None:
+    """Every viewer's `ended` at the video's end: one read of the room for all of them, then
+    one stop at the end (apart, each read the room twice and took the lock: 15 transactions
+    for these five)."""
+    rooms, bus = rooms_bus
+    code, viewers = await _playing_room_without_advance(rooms, 5)
+    events_before = _playback_events(bus)
+    transactions = _Transactions(engine)
+    try:
+        replies = await _ended_while_locked(
+            rooms, code, [(env(who, code, conn=conn), ENTRY) for who, conn in viewers]
+        )
+    finally:
+        transactions.close()
+
+    assert replies == [{}] * 5
+    assert transactions.count <= 3  # the line's read, the entry's row, the stop
+    state = await _playback(rooms, code)
+    assert (state.status, state.entry_id) == ("paused", ENTRY.entry_id)
+    assert _playback_events(bus) - events_before == 1
+
+
+async def test_a_stranger_or_an_older_entry_ends_nothing(
+    rooms_bus: tuple[RoomsService, Bus],
+) -> None:
+    rooms, _bus = rooms_bus
+    code, viewers = await _playing_room_without_advance(rooms, 1)
+    (viewer, conn), stranger = viewers[0], user("not in the room")
+
+    stale, refused = await _ended_while_locked(
+        rooms,
+        code,
+        [
+            (env(viewer, code, conn=conn), EntryRef(entry_id="an earlier entry")),
+            (env(stranger, code, conn="s1"), ENTRY),
+        ],
+    )
+
+    assert stale == {}
+    assert isinstance(refused, ServiceError) and refused.code is ErrorCode.NOT_MEMBER
     assert (await _playback(rooms, code)).status == "playing"
