@@ -74,27 +74,43 @@ def step(
     return after, {"counted": conn in after.ads}
 
 
+async def authorize_each(
+    tx: RoomTx, reports: list[Report], authorize: Authorize
+) -> tuple[dict[int, ServiceError], list[Standing | None]]:
+    """Each report authorised on its own, the reporters' memberships read in one statement:
+    the refusals by index in `reports`, and each reporter's standing (None where refused)."""
+    await tx.know_memberships([r.env.user.id for r in reports])
+    refused: dict[int, ServiceError] = {}
+    standings: list[Standing | None] = []
+    for i, report in enumerate(reports):
+        try:
+            standings.append(await authorize(tx, report.env.user, report.command))
+        except ServiceError as exc:
+            refused[i] = exc
+            standings.append(None)
+    return refused, standings
+
+
 async def apply(
     tx: RoomTx, reports: list[Report], authorize: Authorize, timing: pb.Timing
 ) -> tuple[dict[int, ServiceError], list[dict[str, Any] | None]]:
     """Apply `reports` in arrival order in `tx`, each authorised on its own, before its
     commit: the ones refused, by their index in `reports`, and every report's reply (None
     where refused)."""
-    await tx.know_memberships([r.env.user.id for r in reports])
+    refused, standings = await authorize_each(tx, reports, authorize)
     players = await tx.players()
     now = now_ms()
     state, policy = tx.playback, tx.settings.ad_sync
-    refused: dict[int, ServiceError] = {}
     replies: list[dict[str, Any] | None] = []
-    for i, report in enumerate(reports):
-        try:
-            standing = await authorize(tx, report.env.user, report.command)
-            require_player(report.conn_id, players)
-        except ServiceError as exc:
-            refused[i] = exc
-            replies.append(None)
-            continue
-        state, reply = step(state, report, standing, players, policy, now, timing)
+    for i, (report, standing) in enumerate(zip(reports, standings, strict=True)):
+        reply = None
+        if standing is not None:
+            try:
+                require_player(report.conn_id, players)
+            except ServiceError as exc:
+                refused[i] = exc
+            else:
+                state, reply = step(state, report, standing, players, policy, now, timing)
         replies.append(reply)
     tx.set_playback(state)
     return refused, replies

@@ -97,7 +97,7 @@ class RoomsService:
         self.timing = timing
         self.commands = CommandLog(RoomsCommand.__table__)
         self._locks = KeyedLocks()
-        # Joins, and players' `ready` reports, that wait for their room's lock (lines.py).
+        # Joins, disconnects and players' reports that wait for their room's lock (lines.py).
         self._lines: WaitingLines[Any] = WaitingLines()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -169,9 +169,8 @@ class RoomsService:
         """Wait in the room's line of `kind` for its lock; whoever takes the lock first applies
         the line (at most `limit` of it) with `together`. If that fails, each goes again with
         `alone` (by default `together` with it alone), so one command's failure is not every
-        command's. `item.done` gets the reply
-        either way: from this caller, or from an earlier holder of the lock that took it along.
-        """
+        command's. `item.done` gets the reply either way: from this caller, or from an earlier
+        holder of the lock that took it along."""
         self._lines.add(code, kind, item)
         try:
             async with self._locks.hold(code):
@@ -445,7 +444,7 @@ class RoomsService:
             {"rate": data.rate},
         )
 
-    # -- players' reports: ready, ads ------------------------------------------------------
+    # -- players' reports: ready, ended, ads -----------------------------------------------
 
     async def ready(self, env: CommandEnvelope, data: EntryRef) -> dict[str, Any]:
         """A player loaded the entry at the start's position."""
@@ -470,13 +469,7 @@ class RoomsService:
         caller holds the room's lock); each is answered after that."""
 
         async def body(tx: RoomTx) -> tuple[dict[int, ServiceError], str | None]:
-            await tx.know_memberships([r.env.user.id for r in waiting])
-            refused: dict[int, ServiceError] = {}
-            for i, report in enumerate(waiting):
-                try:
-                    await self.authorize(tx, report.env.user, "ended")
-                except ServiceError as exc:
-                    refused[i] = exc
+            refused, _standings = await reports.authorize_each(tx, waiting, self.authorize)
             state = tx.playback
             named = {r.entry_id for i, r in enumerate(waiting) if i not in refused}
             ending = state.entry_id if state.status == "playing" else None
