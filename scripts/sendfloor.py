@@ -8,6 +8,7 @@ sender's CPU. `make bench` prints it next to the fan-out rows: the part of "seek
 members" that no server design on one core avoids.
 
     python scripts/sendfloor.py --clients 1000 --rounds 40
+    python scripts/sendfloor.py --clients 1000 --congestion reno   # the sender's TCP_CONGESTION
 """
 
 from __future__ import annotations
@@ -38,10 +39,17 @@ ROUND_GAP_S = 0.05  # between rounds: each round starts on drained sockets
 
 
 def _sender(
-    port: int, clients: int, rounds: int, cpus: set[int] | None, ready: Any, out: Any
+    port: int,
+    clients: int,
+    rounds: int,
+    cpus: set[int] | None,
+    congestion: str | None,
+    ready: Any,
+    out: Any,
 ) -> None:
     """Accept `clients` sockets, then send FRAME to each, `rounds` times; report each
-    round's start (wall clock ns, comparable to the kernel's receive stamps)."""
+    round's start (wall clock ns, comparable to the kernel's receive stamps) and the
+    congestion control the sockets used."""
     if cpus:
         os.sched_setaffinity(0, cpus)
     listener = socket.create_server(("127.0.0.1", port), backlog=4096)
@@ -50,7 +58,10 @@ def _sender(
     for _ in range(clients):
         sock, _addr = listener.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if congestion:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
         socks.append(sock)
+    in_use = socks[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16) if socks else b""
     time.sleep(0.3)
     starts = []
     for _ in range(rounds):
@@ -59,28 +70,35 @@ def _sender(
             sock.send(FRAME)
         starts.append(started)
         time.sleep(ROUND_GAP_S)
-    out.send(starts)
+    out.send((starts, in_use.rstrip(b"\0").decode()))
     for sock in socks:
         sock.close()
     listener.close()
 
 
 def measure_send_floor(
-    clients: int, rounds: int, stack_cpus: set[int] | None, client_cpus: set[int] | None
+    clients: int,
+    rounds: int,
+    stack_cpus: set[int] | None,
+    client_cpus: set[int] | None,
+    congestion: str | None = None,
 ) -> dict[str, Any]:
     """Time from the first `send` of a round to the kernel's receive stamp on the last of
-    `clients` sockets, over `rounds` rounds (ms)."""
+    `clients` sockets, over `rounds` rounds (ms). `congestion` names the sender's TCP
+    congestion control (the system's default when None)."""
     raise_fd_limit(clients)
     own_cpus = os.sched_getaffinity(0)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     try:
-        return _measure(clients, rounds, stack_cpus)
+        return _measure(clients, rounds, stack_cpus, congestion)
     finally:
         os.sched_setaffinity(0, own_cpus)
 
 
-def _measure(clients: int, rounds: int, stack_cpus: set[int] | None) -> dict[str, Any]:
+def _measure(
+    clients: int, rounds: int, stack_cpus: set[int] | None, congestion: str | None
+) -> dict[str, Any]:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -89,7 +107,9 @@ def _measure(clients: int, rounds: int, stack_cpus: set[int] | None) -> dict[str
     ready = ctx.Event()
     receiver, sender_end = ctx.Pipe(duplex=False)
     sender = ctx.Process(
-        target=_sender, args=(port, clients, rounds, stack_cpus, ready, sender_end), daemon=True
+        target=_sender,
+        args=(port, clients, rounds, stack_cpus, congestion, ready, sender_end),
+        daemon=True,
     )
     sender.start()
     try:
@@ -98,7 +118,7 @@ def _measure(clients: int, rounds: int, stack_cpus: set[int] | None) -> dict[str
         lasts = _read_rounds(port, clients, rounds)
         if not receiver.poll(30):
             raise RuntimeError("the sender sent no timings")
-        starts: list[int] = receiver.recv()
+        starts, in_use = receiver.recv()
     finally:
         sender.join(10)
         if sender.is_alive():
@@ -109,6 +129,7 @@ def _measure(clients: int, rounds: int, stack_cpus: set[int] | None) -> dict[str
         "clients": clients,
         "rounds": len(latencies),
         "frame_bytes": len(FRAME),
+        "congestion": in_use,
         "to_last_socket_ms": describe(latencies),
         "per_socket_us": round(1000 * sorted(latencies)[len(latencies) // 2] / clients, 2)
         if latencies
@@ -158,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--stack-cpus", type=parse_cpus, default=None, help="e.g. 0")
     parser.add_argument("--client-cpus", type=parse_cpus, default=None, help="e.g. 1")
+    parser.add_argument(
+        "--congestion", default=None, help="the sender's TCP congestion control, e.g. reno"
+    )
     args = parser.parse_args(argv)
-    result = measure_send_floor(args.clients, args.rounds, args.stack_cpus, args.client_cpus)
+    result = measure_send_floor(
+        args.clients, args.rounds, args.stack_cpus, args.client_cpus, args.congestion
+    )
     print(json.dumps(result, indent=2))
     return 0
 
