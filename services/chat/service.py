@@ -96,12 +96,7 @@ class ChatService:
         return reply
 
     async def _recall_or_raise(self, env: CommandEnvelope, command: str, exc: Exception) -> Any:
-        """`env` was refused (a check, or its request id already remembered): if the same
-        request was applied before (a retry), its reply; else the refusal."""
-        recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
-        if recalled is None:
-            raise exc
-        return recalled
+        return await self.commands.recall_or_raise(self.engine, env.user.id, env.id, command, exc)
 
     async def _take_message_token(self, user: UserRef) -> None:
         verdict = await self.limiter.hit(user.id, now_ms())

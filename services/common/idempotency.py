@@ -45,6 +45,22 @@ class CommandLog:
             raise ServiceError(ErrorCode.CONFLICT)
         return orjson.loads(row.reply)
 
+    async def recall_or_raise(
+        self,
+        engine: AsyncEngine,
+        user_id: str,
+        request_id: str,
+        command: str,
+        refusal: BaseException,
+    ) -> Any:
+        """`refusal` stopped a request (a check, or its request id already remembered, as
+        when a retry races its first attempt): if the same request was applied before, its
+        reply; else the refusal. The log is read only then, never before every command."""
+        recalled = await self.recall(engine, user_id, request_id, command)
+        if recalled is None:
+            raise refusal
+        return recalled
+
     async def purge(self, conn: AsyncConnection, before_ms: int, limit: int) -> int:
         """Forget up to `limit` replies older than `before_ms` (the janitor's retention:
         clients retry within seconds, the log keeps a day). Oldest first, in one bounded

@@ -106,15 +106,13 @@ class QueueService:
                             self.commands.remember_statement(env.user.id, env.id, command, reply)
                         )
                     event = await tx.commit()
-            except (IntegrityError, ServiceError):
+            except (IntegrityError, ServiceError) as exc:
                 if env is None:
                     raise
-                # A retry of a request that was applied: answer as it did. The log is read
-                # only then, not before every command.
-                recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
-                if recalled is None:
-                    raise
-                return recalled
+                # A retry of a request that was applied: answer as it did.
+                return await self.commands.recall_or_raise(
+                    self.engine, env.user.id, env.id, command, exc
+                )
             if event is not None:
                 await self._publish(room, event)
         return reply

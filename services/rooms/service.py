@@ -138,15 +138,14 @@ class RoomsService:
                             self.commands.remember_statement(env.user.id, env.id, command, reply)
                         )
                     published = await tx.commit()
-            except (IntegrityError, ServiceError):
+            except (IntegrityError, ServiceError) as exc:
                 if env is None:
                     raise
                 # A retry of a request that was applied (by us or by a concurrent retry):
-                # answer as it did. The log is read only then, not before every command.
-                recalled = await self.commands.recall(self.engine, env.user.id, env.id, command)
-                if recalled is None:
-                    raise
-                return recalled
+                # answer as it did.
+                return await self.commands.recall_or_raise(
+                    self.engine, env.user.id, env.id, command, exc
+                )
             await self._publish(published)
         self._schedule(code, None if tx.closed else tx.playback.deadline_ms)
         return reply
