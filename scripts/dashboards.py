@@ -29,6 +29,22 @@ def panel(title: str, exprs: list[tuple[str, str]], unit: str = "short", kind: s
     }
 
 
+def mean_of(histogram: str, by: str = "") -> str:
+    """The mean of a size histogram over the rate window (commands per group, per line)."""
+    group = f" by ({by}) " if by else ""
+    return f"sum{group}(rate({histogram}_sum[{RI}])) / sum{group}(rate({histogram}_count[{RI}]))"
+
+
+def left_alone(metric: str) -> dict:
+    """Commands a group handed back to the one-command path, by why (refused, no_room,
+    group_failed): a rising group_failed means groups keep failing whole."""
+    return panel(
+        "Commands left to the one-command path",
+        [(f"sum by (reason) (rate({metric}[{RI}])) or vector(0)", "{{reason}}")],
+        "short",
+    )
+
+
 def red(service: str) -> list[dict]:
     """Rate, errors, duration of a service's commands (services/common/metrics.py)."""
     sel = f'service="{service}"'
@@ -286,14 +302,18 @@ def rooms() -> dict:
             # that arrive together in one statement (services/rooms/access.py).
             panel(
                 "Access checks read per statement",
+                [(mean_of("sharetube_rooms_access_batch_size"), "checks per statement")],
+            ),
+            # Playback controls commit in groups (controls.py); joins, players' reports and
+            # disconnects of one room wait in lines and go in one transaction (lines.py).
+            panel(
+                "Commands per transaction",
                 [
-                    (
-                        f"sum(rate(sharetube_rooms_access_batch_size_sum[{RI}])) / "
-                        f"sum(rate(sharetube_rooms_access_batch_size_count[{RI}]))",
-                        "checks per statement",
-                    )
+                    (mean_of("sharetube_rooms_control_group_size"), "playback controls per group"),
+                    (mean_of("sharetube_rooms_line_size", "kind"), "{{kind}} per line"),
                 ],
             ),
+            left_alone("sharetube_rooms_controls_alone_total"),
         ],
     )
 
@@ -313,7 +333,12 @@ def queue() -> dict:
                     )
                 ],
                 "reqps",
-            )
+            ),
+            panel(
+                "Commands per transaction",
+                [(mean_of("sharetube_queue_command_group_size"), "queue commands per group")],
+            ),
+            left_alone("sharetube_queue_commands_alone_total"),
         ],
     )
 
@@ -328,7 +353,16 @@ def chat() -> dict:
                 "Messages per second by outcome",
                 [(f"sum by (code) (rate(sharetube_chat_messages_total[{RI}]))", "{{code}}")],
                 "short",
-            )
+            ),
+            panel(
+                "Deletions per second by outcome",
+                [(f"sum by (code) (rate(sharetube_chat_deletions_total[{RI}]))", "{{code}}")],
+                "short",
+            ),
+            panel(
+                "Messages per stored group",
+                [(mean_of("sharetube_chat_send_group_size"), "messages per statement")],
+            ),
         ],
     )
 
@@ -384,6 +418,11 @@ def janitor() -> dict:
                     )
                 ],
                 "s",
+            ),
+            panel(
+                "Rows or sessions changed per second by job",
+                [(f"sum by (job) (rate(sharetube_janitor_rows_total[{RI}]))", "{{job}}")],
+                "short",
             ),
         ],
     )

@@ -144,7 +144,8 @@ async def _traffic(connect: Connect) -> None:
     await owner.call("join", room=room)
     await friend.call("join", room=room)
     await owner.call("queue.add", {"video_id": "dQw4w9WgXcQ"}, room=room)
-    await owner.call("chat.send", {"text": "hello"}, room=room)
+    sent = await owner.call("chat.send", {"text": "hello"}, room=room)
+    await owner.call("chat.delete", {"message_id": sent["message"]["id"]}, room=room)
     # Playback commands, whatever their outcome (a code either way); owner_only refuses the
     # friend, so an error code is counted too.
     await owner.request("play", room=room)
