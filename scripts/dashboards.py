@@ -271,6 +271,19 @@ def gateway() -> dict:
                 ],
                 "reqps",
             ),
+            # After a command ended in timeout or internal (services/gateway/sequencecheck.py):
+            # `resynced` means a room's events had been committed and never published.
+            panel(
+                "Room sequence checks per second by outcome",
+                [
+                    (
+                        "sum by (outcome) (rate("
+                        f"sharetube_gateway_sequence_checks_total[{RI}])) or vector(0)",
+                        "{{outcome}}",
+                    )
+                ],
+                "short",
+            ),
         ],
     )
 

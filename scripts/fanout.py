@@ -86,7 +86,7 @@ VIDEO_ID = "dQw4w9WgXcQ"
 # the type is told by a prefix and `v` read near the start without decoding the frame. A
 # member list is sent whole on each join and is ~100 B per member: it is never decoded.
 MEMBERS_PREFIX = b'{"type":"members"'
-ROOM_EVENTS = frozenset({"playback", "queue", "members", "settings", "chat"})
+ROOM_EVENTS = frozenset({"playback", "queue", "members", "settings", "chat", "resync"})
 V_KEY = b',"v":'
 V_WITHIN = 128  # bytes of a frame searched for `v`
 # Descriptors this process needs per client socket, plus a margin for everything else.

@@ -882,7 +882,8 @@ export class ShareTubeClient {
       return;
     }
     if (frame.type === 'resync') {
-      // The server lost events it could not show as a gap (its bus reconnected).
+      // Events were lost that no gap shows: the gateway's bus reconnected, or (a room
+      // event, with `v`) a service committed them and died before publishing them.
       if (this._rooms.has(frame.room)) this._resync(frame.room);
       return;
     }

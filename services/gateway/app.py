@@ -106,6 +106,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             await drain.drain(app.state.gw)  # done already when uvicorn ran DrainingServer
             await heartbeat.stop(beating, app.state.gw.redis, settings.gateway_id)
+            await app.state.gw.dispatcher.sequence_checks.aclose()
             # Any socket the drain could not close in time: close it before the bus goes.
             for conn in list(app.state.gw.connections):
                 conn.drop(CloseCode.GOING_AWAY, "server shutting down")

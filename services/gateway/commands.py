@@ -28,6 +28,7 @@ from . import frames, metrics
 from .connection import Connection
 from .frames import Frame
 from .hub import Hub
+from .sequencecheck import SequenceChecks, asking_rooms
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Dispatcher:
     def __init__(self, nc: NATS, hub: Hub) -> None:
         self.nc = nc
         self.hub = hub
+        self.sequence_checks = SequenceChecks(asking_rooms(nc), hub)
 
     def immediate(self, conn: Connection, frame: Frame) -> bool:
         """Answer what needs no service at once (clock sync must not queue behind commands)."""
@@ -98,11 +100,13 @@ class Dispatcher:
             else:
                 raw = await self._request(conn, frame, route)
                 conn.send(frames.splice_reply(frame.id, raw))
+                self.sequence_checks.after_reply(frame.room, raw)
                 if frame.type == "leave" and frame.room is not None:
                     conn.rooms.discard(frame.room)
                     await self.hub.remove(conn, frame.room)
         except ServiceError as exc:
             conn.send(frames.reply_error(frame.id, exc))
+            self.sequence_checks.after_error(frame.room, exc.code)
         except Exception:
             log.exception("frame %s failed", frame.type)
             conn.send(frames.reply_error(frame.id, ServiceError(ErrorCode.INTERNAL)))

@@ -15,6 +15,9 @@
   player from the room's expected position, absolute.
 - `sharetube_gateway_playback_rate` (histogram): the playback rate clients report with
   their drift (their correction nudges it around 1.0).
+- `sharetube_gateway_sequence_checks_total{outcome}` (counter, declared in
+  sequencecheck.py): room sequences checked after a command ended in `timeout` or
+  `internal`; `resynced` when events had been committed and never published.
 """
 
 from prometheus_client import Counter, Gauge, Histogram

@@ -300,7 +300,7 @@ class GroupCommitter:
                 token = otel_context.attach(outcome.control.trace_context)
                 try:
                     await self._publish([outcome.event])
-                except Exception:  # committed: members see it on their next resync
+                except Exception:  # the service's publish repairs what it could not send
                     log.exception("playback event of %s not published", outcome.control.room)
                 finally:
                     otel_context.detach(token)
@@ -427,7 +427,7 @@ def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | 
         v += 1
         playback_v = v
         event = Published(
-            events.subject_for("playback", room), events.encode("playback", room, v, data)
+            events.subject_for("playback", room), events.encode("playback", room, v, data), room, v
         )
         writes.version(room, v)
     if changed != state:

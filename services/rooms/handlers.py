@@ -26,6 +26,7 @@ from services.common.contracts.envelope import (
     DisconnectNotice,
     PresenceSweep,
     RetentionRequest,
+    SequenceCheck,
 )
 
 from .admin import AdminView
@@ -92,6 +93,10 @@ def build_router(service: RoomsService) -> CommandRouter:
     @router.command("disconnect", DisconnectNotice, internal=True)
     async def disconnect(_env: CommandEnvelope, notice: DisconnectNotice) -> Any:
         return await service.disconnect(notice)
+
+    @router.command("sequence_check", SequenceCheck, internal=True)
+    async def sequence_check(_env: CommandEnvelope, check: SequenceCheck) -> Any:
+        return await service.check_sequence(check)
 
     @router.command("directory", DirectoryQuery, internal=True)
     async def directory(_env: CommandEnvelope, query: DirectoryQuery) -> Any:

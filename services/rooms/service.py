@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import bus, db, sequencer
-from services.common.contracts import subjects
+from services.common.contracts import events, subjects
 from services.common.contracts.commands import (
     AdReport,
     EntryRef,
@@ -32,6 +32,8 @@ from services.common.contracts.envelope import (
     DirectoryQuery,
     DirectoryReply,
     DisconnectNotice,
+    SequenceCheck,
+    SequenceCheckReply,
 )
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import RoomSettings, UserRef
@@ -101,6 +103,10 @@ class RoomsService:
         self._lines: WaitingLines[Any] = WaitingLines()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # After a publish failed: waits before each try to tell the room's members (the bus
+        # is usually back within seconds; each try is one short transaction).
+        self.repair_waits_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0)
+        self._repairs: set[asyncio.Task[None]] = set()
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
         self.controls: GroupCommitter | None = None
         # Access checks in batches (access.py), for the same reason.
@@ -185,8 +191,38 @@ class RoomsService:
         return await item.done
 
     async def _publish(self, published: list[Published]) -> None:
+        """Publish a committed change's events. One that fails (the bus away for longer
+        than nats-py buffers, a payload it refuses) is lost but the change is not: the
+        command is answered as committed, and the room's members are asked to resync once
+        the bus takes messages again (`_repair`)."""
+        lost: Published | None = None
         for event in published:
-            await bus.publish(self.nc, event.subject, event.payload)
+            try:
+                await bus.publish(self.nc, event.subject, event.payload)
+            except Exception:
+                log.exception("%s not published", event.subject)
+                if lost is None and event.room is not None and event.v is not None:
+                    lost = event
+        if lost is not None and lost.room is not None and lost.v is not None:
+            task = asyncio.ensure_future(self._repair(lost.room, lost.v - 1))
+            self._repairs.add(task)
+            task.add_done_callback(self._repairs.discard)
+
+    async def _repair(self, room: str, seen_v: int) -> None:
+        """The room's events after `seen_v` were committed and not published: publish a
+        `resync` after them (`check_sequence`), trying again while the bus is away."""
+        for wait_s in self.repair_waits_s:
+            await asyncio.sleep(wait_s)
+            try:
+                await self.check_sequence(SequenceCheck(room=room, seen_v=seen_v))
+                return
+            except ServiceError as exc:
+                if exc.code == ErrorCode.NOT_FOUND:
+                    return  # closed meanwhile: its members were evicted
+                log.warning("sequence repair of %s: %s", room, exc.code)
+            except Exception as exc:
+                log.warning("sequence repair of %s: %r", room, exc)
+        log.error("room %s: events after v%d lost, and its members not told", room, seen_v)
 
     # -- room lifecycle ----------------------------------------------------------------
 
@@ -703,6 +739,31 @@ class RoomsService:
             except TimeoutError:
                 pass
 
+    # -- the sequence after a failure ------------------------------------------------
+
+    async def check_sequence(self, check: SequenceCheck) -> SequenceCheckReply:
+        """A command's publisher may have died between its commit and its publish, and if
+        no later event of the room comes, nobody sees the gap. The gateway that relayed it
+        asks with the last version it delivered: past it, a `resync` event goes after the
+        room's version, so every gateway and member reads a snapshot (DESIGN: "nothing
+        acknowledged is lost"). The room's lock orders it with the room's commands."""
+        async with self._hold(check.room):
+            async with self.engine.begin() as conn:
+                v = await sequencer.lock(conn, check.room)
+                if v <= check.seen_v:
+                    return SequenceCheckReply(v=v, resynced=False)
+                v = await sequencer.bump(conn, check.room)
+            await bus.publish(
+                self.nc, events.subject_for("resync", check.room), events.events_lost(check.room, v)
+            )
+        log.warning(
+            "room %s: a gateway had delivered v%d of v%d; asked every member to resync",
+            check.room,
+            check.seen_v,
+            v - 1,
+        )
+        return SequenceCheckReply(v=v, resynced=True)
+
     # -- directory and figures ---------------------------------------------------------
 
     async def directory(self, query: DirectoryQuery) -> DirectoryReply:
@@ -731,6 +792,8 @@ class RoomsService:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        for repair in self._repairs:
+            repair.cancel()
 
 
 def room_of(env: CommandEnvelope) -> str:

@@ -30,6 +30,10 @@ from .playback import PlaybackState
 class Published:
     subject: str
     payload: bytes
+    # A room event's room and version (None for a notice to the gateways): what to repair
+    # if its publish fails after the commit.
+    room: str | None = None
+    v: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +268,10 @@ class RoomTx:
 
     def _event(self, event_type: events.EventType, v: int, data: Any) -> Published:
         return Published(
-            events.subject_for(event_type, self.code), events.encode(event_type, self.code, v, data)
+            events.subject_for(event_type, self.code),
+            events.encode(event_type, self.code, v, data),
+            self.code,
+            v,
         )
 
     async def snapshot_part(self, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:

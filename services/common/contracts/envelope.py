@@ -70,6 +70,23 @@ class DisconnectNotice(Contract):
     conn: str
 
 
+class SequenceCheck(Contract):
+    """`st.rooms.cmd.sequence_check`: a gateway relayed a command of this room that ended
+    without a clear answer (`timeout`, or `internal`), so its publisher may have died between
+    its commit and its publish; the gateway has delivered the room's events up to `seen_v`.
+    Rooms answers with the room's version, and publishes a `resync` event after it when it
+    is past `seen_v` (`resynced`): every gateway and client of the room then reads a
+    snapshot, which has what the lost events carried."""
+
+    room: str = Field(min_length=1, max_length=16)
+    seen_v: int = Field(ge=0)
+
+
+class SequenceCheckReply(Contract):
+    v: int
+    resynced: bool
+
+
 class GuestRequest(Contract):
     name: str = Field(min_length=1, max_length=40)
 

@@ -17,8 +17,15 @@ import orjson
 from . import subjects
 from .base import Contract
 
-EventType = Literal["playback", "queue", "members", "settings", "chat"]
-EVENT_TYPES: Final[tuple[str, ...]] = ("playback", "queue", "members", "settings", "chat")
+EventType = Literal["playback", "queue", "members", "settings", "chat", "resync"]
+EVENT_TYPES: Final[tuple[str, ...]] = (
+    "playback",
+    "queue",
+    "members",
+    "settings",
+    "chat",
+    "resync",
+)
 
 
 class EventFrame(Contract):
@@ -88,7 +95,10 @@ def reconnect(within_ms: int) -> str:
     return orjson.dumps({"type": "reconnect", "data": hint}).decode()
 
 
-ResyncReason = Literal["bus_reconnected"]
+# bus_reconnected: the gateway lost its link to the bus for a moment (a frame of its own,
+# without `v`). events_lost: a room event in the room's sequence (with `v`), published by
+# rooms when events were committed and never published (`SequenceCheck`).
+ResyncReason = Literal["bus_reconnected", "events_lost"]
 
 
 class Resync(Contract):
@@ -96,13 +106,20 @@ class Resync(Contract):
 
 
 class ResyncFrame(Contract):
-    """`{"type": "resync", "room", "data": {"reason"}}`: the gateway lost its link to the bus
-    for a moment, so events of this room may have been missed without a later one showing
-    the gap. Fetch a fresh snapshot (`room.sync`)."""
+    """`{"type": "resync", "room", "data": {"reason"}}`: events of this room may have been
+    missed without a later one showing the gap. Fetch a fresh snapshot (`room.sync`). With
+    `events_lost` it is a room event and carries `v` too."""
 
     type: Literal["resync"]
     room: str
+    v: int | None = None
     data: Resync
+
+
+def events_lost(room: str, v: int) -> bytes:
+    """The room event that tells every member to read a snapshot: some events before `v`
+    were committed and never published."""
+    return encode("resync", room, v, {"reason": "events_lost"})
 
 
 def resync(room: str) -> str:

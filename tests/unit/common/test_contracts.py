@@ -262,6 +262,8 @@ SAMPLES.update(
         evt.ResyncFrame: evt.ResyncFrame(
             type="resync", room="AbC123", data=evt.Resync(reason="bus_reconnected")
         ),
+        bus_msg.SequenceCheck: bus_msg.SequenceCheck(room="AbC123", seen_v=41),
+        bus_msg.SequenceCheckReply: bus_msg.SequenceCheckReply(v=43, resynced=True),
     }
 )
 
@@ -271,6 +273,8 @@ def test_gateway_hints_match_their_models() -> None:
     assert hint.data.within_ms == 1500
     assert "v" not in orjson.loads(evt.reconnect(1500)), "outside every room's sequence"
     assert evt.ResyncFrame.model_validate_json(evt.resync("AbC123")).room == "AbC123"
+    lost = evt.ResyncFrame.model_validate_json(evt.events_lost("AbC123", 42))
+    assert (lost.v, lost.data.reason) == (42, "events_lost"), "in the room's sequence"
 
 
 def test_member_away_and_joined_at_are_additive() -> None:

@@ -1,0 +1,83 @@
+"""Events committed and never published do not stay lost (services/gateway/sequencecheck.py).
+
+A service that dies between its commit and its publish leaves the room's version ahead of
+every event anyone received, and in a quiet room no later event shows the gap. Here the
+room's sequence is advanced in PostgreSQL, as such a commit leaves it, and a queue command
+then times out (every queue replica stopped with SIGSTOP, resumed after): the gateway asks
+rooms about the room's sequence, and every member gets a `resync` event after the lost
+version (on which the JS client reads a snapshot)."""
+
+import asyncio
+import os
+import signal
+
+import psycopg
+import pytest
+
+from tests.support.system import System
+
+from .conftest import Connect, new_room
+
+pytestmark = pytest.mark.e2e
+
+
+def advance_sequence(system: System, room: str) -> int:
+    """What a commit whose events were never published leaves: the room's next version."""
+    dsn = system.env["DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("UPDATE room_seq SET v = v + 1 WHERE room = %s RETURNING v", [room])
+        (v,) = row.fetchone() or (None,)
+    assert v is not None
+    return int(v)
+
+
+async def test_members_resync_after_events_that_were_committed_and_never_published(
+    system: System, connect: Connect
+) -> None:
+    owner, friend = await connect(), await connect()
+    room = await new_room(owner)
+    for client in (owner, friend):
+        await client.call("join", room=room)
+    lost = advance_sequence(system, room)
+
+    queues = [p for p in system.processes if p.name.startswith("queue")]
+    assert queues, "the system runs the queue service"
+    for queue in queues:
+        os.kill(queue.proc.pid, signal.SIGSTOP)
+    try:
+        reply = await owner.request("queue.add", {"video_id": "dQw4w9WgXcQ"}, room=room)
+        assert reply["error"]["code"] == "timeout"
+        for client in (owner, friend):
+            resync = await client.wait_for(lambda e: e["type"] == "resync", timeout=10)
+            assert resync == {
+                "type": "resync",
+                "room": room,
+                "v": lost + 1,
+                "data": {"reason": "events_lost"},
+            }
+    finally:
+        for queue in queues:
+            os.kill(queue.proc.pid, signal.SIGCONT)
+    # The queue, resumed, applies the command that timed out; its event follows the resync.
+    for client in (owner, friend):
+        added = await client.wait_for(lambda e: e["type"] == "queue", timeout=10)
+        assert added["v"] == lost + 2
+
+
+async def test_a_timeout_with_nothing_lost_brings_no_resync(
+    system: System, connect: Connect
+) -> None:
+    owner = await connect()
+    room = await new_room(owner)
+    await owner.call("join", room=room)
+    queues = [p for p in system.processes if p.name.startswith("queue")]
+    for queue in queues:
+        os.kill(queue.proc.pid, signal.SIGSTOP)
+    try:
+        reply = await owner.request("queue.add", {"video_id": "dQw4w9WgXcQ"}, room=room)
+        assert reply["error"]["code"] == "timeout"
+        await asyncio.sleep(2.0)  # the check runs 1 s after the timeout, and answers in ms
+    finally:
+        for queue in queues:
+            os.kill(queue.proc.pid, signal.SIGCONT)
+    assert [e for e in owner.events if e["type"] == "resync"] == []
