@@ -5,9 +5,11 @@ its publish fails and the command answers `internal`, the events are gone, and n
 the gap until a later event of the room arrives: maybe never (a paused room), while the
 command's retry is answered `ok` from the service's request log. So when a command of a room
 ends in `timeout` or `internal`, the gateway waits for events in flight (`DELAY_S`), then
-asks rooms (`st.rooms.cmd.sequence_check`) with the last version it delivered for the room.
-If the room's version is past it, rooms publishes a `resync` event after it, and every
-gateway and member of the room reads a snapshot. One check per room at a time.
+asks rooms (`st.rooms.cmd.sequence_check`) for the room's version. Under load the command
+may only have been slow: its events come once it commits. So only if the events up to that
+version have not arrived `ARRIVAL_S` later does the gateway ask again, with `resync` and the
+last version it delivered; rooms then publishes a `resync` event after the room's version,
+and every gateway and member of the room reads a snapshot. One check per room at a time.
 """
 
 import asyncio
@@ -29,6 +31,8 @@ from .hub import Hub
 log = logging.getLogger(__name__)
 
 DELAY_S = 1.0  # events in flight arrive within milliseconds; a gap waits reorder_wait_s
+ARRIVAL_S = 1.0  # after rooms named the room's version, for the events up to it
+POLL_S = 0.05
 TIMEOUT_S = 3.0
 # What may have committed without its events reaching anyone. Not `unavailable`: no
 # replica took the request, or the bus was away, after which every room resyncs anyway.
@@ -60,10 +64,13 @@ def asking_rooms(nc: NATS) -> Ask:
 
 
 class SequenceChecks:
-    def __init__(self, ask: Ask, hub: Hub, delay_s: float = DELAY_S) -> None:
+    def __init__(
+        self, ask: Ask, hub: Hub, delay_s: float = DELAY_S, arrival_s: float = ARRIVAL_S
+    ) -> None:
         self.ask = ask
         self.hub = hub
         self.delay_s = delay_s
+        self.arrival_s = arrival_s
         self._due: dict[str, asyncio.Task[None]] = {}  # by room; the loop holds tasks weakly
 
     def after_error(self, room: str | None, code: str) -> None:
@@ -83,16 +90,36 @@ class SequenceChecks:
     async def _check(self, room: str) -> None:
         try:
             await asyncio.sleep(self.delay_s)
-            channel = self.hub.channels.get(room)
-            if channel is None or channel.next_v is None:
+            delivered = self._delivered(room)
+            if delivered is None:
                 return  # gone from here, or a snapshot starts its sequence now
-            reply = await self.ask(SequenceCheck(room=room, seen_v=max(0, channel.next_v - 1)))
+            # First the room's version: the command that timed out may still have been
+            # queued, and publish once it commits; only events that do not arrive within
+            # `arrival_s` of that answer were lost.
+            reply = await self.ask(SequenceCheck(room=room, seen_v=delivered))
+            committed = int(reply["v"])
+            deadline = asyncio.get_running_loop().time() + self.arrival_s
+            while (delivered := self._delivered(room)) is not None and delivered < committed:
+                if asyncio.get_running_loop().time() >= deadline:
+                    break
+                await asyncio.sleep(POLL_S)
+            if delivered is None or delivered >= committed:
+                CHECKS.labels("in_order").inc()
+                return
+            reply = await self.ask(SequenceCheck(room=room, seen_v=delivered, resync=True))
             CHECKS.labels("resynced" if reply["resynced"] else "in_order").inc()
         except ServiceError as exc:
             CHECKS.labels("failed").inc()
             log.warning("sequence check of %s: %s", room, exc.code)
         finally:
             self._due.pop(room, None)
+
+    def _delivered(self, room: str) -> int | None:
+        """The last version of the room this gateway delivered, if its sequence runs."""
+        channel = self.hub.channels.get(room)
+        if channel is None or channel.next_v is None:
+            return None
+        return max(0, channel.next_v - 1)
 
     async def aclose(self) -> None:
         tasks = list(self._due.values())

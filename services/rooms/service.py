@@ -214,7 +214,7 @@ class RoomsService:
         for wait_s in self.repair_waits_s:
             await asyncio.sleep(wait_s)
             try:
-                await self.check_sequence(SequenceCheck(room=room, seen_v=seen_v))
+                await self.check_sequence(SequenceCheck(room=room, seen_v=seen_v, resync=True))
                 return
             except ServiceError as exc:
                 if exc.code == ErrorCode.NOT_FOUND:
@@ -743,21 +743,21 @@ class RoomsService:
 
     async def check_sequence(self, check: SequenceCheck) -> SequenceCheckReply:
         """A command's publisher may have died between its commit and its publish, and if
-        no later event of the room comes, nobody sees the gap. The gateway that relayed it
-        asks with the last version it delivered: past it, a `resync` event goes after the
-        room's version, so every gateway and member reads a snapshot (DESIGN: "nothing
-        acknowledged is lost"). The room's lock orders it with the room's commands."""
+        no later event of the room comes, nobody sees the gap. The room's version, read
+        under its lock (so after the commands ahead and their publishes); with `resync`,
+        and the version past what the asker delivered, a `resync` event goes after it, so
+        every gateway and member reads a snapshot."""
         async with self._hold(check.room):
             async with self.engine.begin() as conn:
                 v = await sequencer.lock(conn, check.room)
-                if v <= check.seen_v:
+                if not check.resync or v <= check.seen_v:
                     return SequenceCheckReply(v=v, resynced=False)
                 v = await sequencer.bump(conn, check.room)
             await bus.publish(
                 self.nc, events.subject_for("resync", check.room), events.events_lost(check.room, v)
             )
         log.warning(
-            "room %s: a gateway had delivered v%d of v%d; asked every member to resync",
+            "room %s: events after v%d of v%d were lost; asked every member to resync",
             check.room,
             check.seen_v,
             v - 1,

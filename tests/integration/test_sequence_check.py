@@ -32,7 +32,7 @@ async def test_a_room_whose_events_all_went_out_is_left_alone(
     code = await new_room(rooms, user("ann"))
     v = await version(rooms, code)
     published = len(bus.published)
-    reply = await rooms.check_sequence(SequenceCheck(room=code, seen_v=v))
+    reply = await rooms.check_sequence(SequenceCheck(room=code, seen_v=v, resync=True))
     assert reply == SequenceCheckReply(v=v, resynced=False)
     assert len(bus.published) == published
     assert await version(rooms, code) == v
@@ -48,7 +48,12 @@ async def test_events_committed_and_never_published_are_followed_by_a_resync(
     seen = await version(rooms, code)
     async with rooms.engine.begin() as conn:
         lost = await sequencer.bump(conn, code)  # a commit whose events never went out
+    published = len(bus.published)
+    # Asked without `resync`: the version only (the gateway then waits for its events).
     reply = await rooms.check_sequence(SequenceCheck(room=code, seen_v=seen))
+    assert reply == SequenceCheckReply(v=lost, resynced=False)
+    assert len(bus.published) == published
+    reply = await rooms.check_sequence(SequenceCheck(room=code, seen_v=seen, resync=True))
     assert reply == SequenceCheckReply(v=lost + 1, resynced=True)
     (subject, payload) = bus.published[-1]
     assert subject == events.subject_for("resync", code)

@@ -73,13 +73,16 @@ class DisconnectNotice(Contract):
 class SequenceCheck(Contract):
     """`st.rooms.cmd.sequence_check`: a gateway relayed a command of this room that ended
     without a clear answer (`timeout`, or `internal`), so its publisher may have died between
-    its commit and its publish; the gateway has delivered the room's events up to `seen_v`.
-    Rooms answers with the room's version, and publishes a `resync` event after it when it
-    is past `seen_v` (`resynced`): every gateway and client of the room then reads a
-    snapshot, which has what the lost events carried."""
+    its commit and its publish. Rooms answers with the room's version, read under the room's
+    lock (after the commands ahead of it, and their publishes). The gateway asks first
+    without `resync`, gives the events up to that version time to arrive, and asks again
+    with `resync` and the last version it delivered (`seen_v`) only if they did not: then,
+    if the room's version is past `seen_v`, rooms publishes a `resync` event after it
+    (`resynced`), and every gateway and member of the room reads a snapshot."""
 
     room: str = Field(min_length=1, max_length=16)
     seen_v: int = Field(ge=0)
+    resync: bool = False
 
 
 class SequenceCheckReply(Contract):
