@@ -23,6 +23,7 @@ from services.common.contracts.models import ChatDeleted, ChatMessage, UserRef
 from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
+from services.common.roomevents import RoomEvents
 from services.common.writes import WriteBatch
 
 from . import repository as repo
@@ -50,6 +51,7 @@ class ChatService:
         self.nc = nc
         self.limiter = limiter
         self.commands = CommandLog(ChatCommand.__table__)
+        self.room_events = RoomEvents(nc)
         # PostgreSQL sends a message in one statement; elsewhere in a transaction.
         postgres = engine is not None and engine.dialect.name == "postgresql"
         self._sends = SendGroups(db.single_statements(engine)) if postgres else None
@@ -90,8 +92,8 @@ class ChatService:
                 # A retry of a request that committed (earlier, or concurrently): answer as
                 # it did. The log is read only then, not before every command.
                 return await self._recall_or_raise(env, command, exc)
-        await bus.publish(
-            self.nc, events.subject_for("chat", room), events.encode("chat", room, v, event_data)
+        await self.room_events.publish(
+            room, events.subject_for("chat", room), events.encode("chat", room, v, event_data)
         )
         return reply
 
@@ -147,8 +149,8 @@ class ChatService:
                 return await self._recall_or_raise(env, "send", exc)
         if v is None:
             raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
-        await bus.publish(
-            self.nc,
+        await self.room_events.publish(
+            room,
             events.subject_for("chat", room),
             events.encode("chat", room, v, message.model_dump()),
         )

@@ -137,7 +137,7 @@ class CommandGroups:
                 token = otel_context.attach(outcome.change.trace_context)
                 try:
                     await self._publish(outcome.change.room, outcome.event)
-                except Exception:  # committed: members see it on their next resync
+                except Exception:  # the service's publish repairs what it could not send
                     log.exception("queue event of %s not published", outcome.change.room)
                 finally:
                     otel_context.detach(token)

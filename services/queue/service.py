@@ -29,6 +29,7 @@ from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
 from services.common.idempotency import CommandLog
 from services.common.keyedlocks import KeyedLocks
+from services.common.roomevents import RoomEvents
 
 from . import repository as repo
 from .groups import CommandGroups
@@ -52,13 +53,15 @@ class QueueService:
         # transaction of its own.
         postgres = engine is not None and engine.dialect.name == "postgresql"
         self._groups = CommandGroups(engine, self._publish) if postgres else None
+        self.room_events = RoomEvents(nc)
 
     async def aclose(self) -> None:
         if self._groups is not None:
             await self._groups.aclose()
+        await self.room_events.aclose()
 
     async def _publish(self, room: str, event: bytes) -> None:
-        await bus.publish(self.nc, events.subject_for("queue", room), event)
+        await self.room_events.publish(room, events.subject_for("queue", room), event)
 
     async def _access(self, room: str, user: UserRef, command: str) -> AccessReply:
         """Rooms' answer for `command`; raises its refusal. `queue.remove` is the exception:

@@ -194,19 +194,25 @@ class RoomsService:
         """Publish a committed change's events. One that fails (the bus away for longer
         than nats-py buffers, a payload it refuses) is lost but the change is not: the
         command is answered as committed, and the room's members are asked to resync once
-        the bus takes messages again (`_repair`)."""
+        the bus takes messages again (`_repair`). A notice to the gateways that fails (an
+        eviction) still fails the command, as before: no resync takes sockets out."""
         lost: Published | None = None
+        notice_failed: Exception | None = None
         for event in published:
             try:
                 await bus.publish(self.nc, event.subject, event.payload)
-            except Exception:
+            except Exception as exc:
                 log.exception("%s not published", event.subject)
-                if lost is None and event.room is not None and event.v is not None:
+                if event.room is None or event.v is None:
+                    notice_failed = notice_failed or exc  # an eviction no gateway heard of
+                elif lost is None:
                     lost = event
         if lost is not None and lost.room is not None and lost.v is not None:
             task = asyncio.ensure_future(self._repair(lost.room, lost.v - 1))
             self._repairs.add(task)
             task.add_done_callback(self._repairs.discard)
+        if notice_failed is not None:
+            raise notice_failed
 
     async def _repair(self, room: str, seen_v: int) -> None:
         """The room's events after `seen_v` were committed and not published: publish a

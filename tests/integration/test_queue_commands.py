@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import db, devstack
+from services.common import bus, db, devstack
 from services.common.contracts import events
 from services.common.contracts.commands import EntryRef, NoData, QueueAdd, QueueMove
 from services.common.contracts.errors import ErrorCode, ServiceError
@@ -164,6 +164,38 @@ async def test_every_queue_event_is_the_queue_as_load_reads_it(stack: Stack) -> 
         assert [event["v"] for event in seen] == sorted({event["v"] for event in seen})
     finally:
         await sub.unsubscribe()
+
+
+async def test_a_queue_event_the_bus_refused_is_followed_by_a_resync(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The add commits and its event is lost: the queue answers it as committed and asks
+    rooms, over the bus, for a `resync` after the room's version (services/common/
+    roomevents.py)."""
+    owner = user("owner")
+    room = await new_room(stack.rooms, owner)
+    stack.queue.room_events.repair_waits_s = (0.05, 0.05)
+    publish, refused = bus.publish, []
+
+    async def refusing_the_queue_event(nc: Any, subject: str, payload: bytes) -> None:
+        if subject == events.subject_for("queue", room) and not refused:
+            refused.append(orjson.loads(payload)["v"])
+            raise ConnectionError("the bus refused it")
+        await publish(nc, subject, payload)
+
+    monkeypatch.setattr(bus, "publish", refusing_the_queue_event)
+    await _add(stack, owner, room, "a")  # answered: the entry is in
+    assert await _titles(stack, owner, room) == ["a"]
+    (lost,) = refused
+    rooms_bus = stack.rooms.nc  # the in-process rooms publishes to a recorder
+    for _ in range(100):
+        if any(s == events.subject_for("resync", room) for s, _p in rooms_bus.published):
+            break
+        await asyncio.sleep(0.02)
+    resyncs = [orjson.loads(p) for s, p in rooms_bus.published if s.endswith(".evt.resync")]
+    assert [(r["room"], r["v"], r["data"]) for r in resyncs] == [
+        (room, lost + 1, {"reason": "events_lost"})
+    ]
 
 
 async def test_a_retried_request_is_answered_as_first_and_applied_once(stack: Stack) -> None:

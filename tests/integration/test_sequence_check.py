@@ -8,10 +8,11 @@ import orjson
 import pytest
 
 from services.common import sequencer
-from services.common.contracts import events
+from services.common.contracts import events, subjects
 from services.common.contracts.commands import Seek
 from services.common.contracts.envelope import SequenceCheck, SequenceCheckReply
 from services.common.contracts.errors import ErrorCode, ServiceError
+from services.rooms.handlers import build_router
 from services.rooms.service import RoomsService
 from tests.support.rooms_service import Bus, env, loaded, new_room, user
 
@@ -113,3 +114,29 @@ async def test_a_closed_room_is_not_found(rooms_bus: tuple[RoomsService, Bus]) -
     with pytest.raises(ServiceError) as refused:
         await rooms.check_sequence(SequenceCheck(room="zzzzzz", seen_v=0))
     assert refused.value.code == ErrorCode.NOT_FOUND
+
+
+async def test_an_eviction_the_bus_refused_still_fails_the_command(
+    rooms_bus: tuple[RoomsService, Bus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No resync takes a kicked user's sockets out of the room: a lost `evict` notice is
+    the caller's to hear of, not repaired behind its back."""
+    rooms, bus = rooms_bus
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+    publish = bus.publish
+
+    async def refusing_notices(subject: str, payload: bytes, headers: object = None) -> None:
+        if subject == subjects.gateway_notice("evict"):
+            raise ConnectionError("the bus refused it")
+        await publish(subject, payload)
+
+    monkeypatch.setattr(bus, "publish", refusing_notices)
+    request = env(owner, code, "gwA:1")
+    reply = orjson.loads(
+        await build_router(rooms).dispatch(
+            subjects.command("rooms", "close"), request.model_dump_json()
+        )
+    )
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "unavailable"  # a connection error: the bus is away
