@@ -194,25 +194,37 @@ class RoomsService:
         """Publish a committed change's events. One that fails (the bus away for longer
         than nats-py buffers, a payload it refuses) is lost but the change is not: the
         command is answered as committed, and the room's members are asked to resync once
-        the bus takes messages again (`_repair`). A notice to the gateways that fails (an
-        eviction) still fails the command, as before: no resync takes sockets out."""
+        the bus takes messages again (`_repair`). A notice to the gateways (an eviction) is
+        sent again itself: a resync takes no socket out of a room."""
         lost: Published | None = None
-        notice_failed: Exception | None = None
         for event in published:
             try:
                 await bus.publish(self.nc, event.subject, event.payload)
-            except Exception as exc:
+            except Exception:
                 log.exception("%s not published", event.subject)
                 if event.room is None or event.v is None:
-                    notice_failed = notice_failed or exc  # an eviction no gateway heard of
+                    self._in_background(self._resend(event))
                 elif lost is None:
                     lost = event
         if lost is not None and lost.room is not None and lost.v is not None:
-            task = asyncio.ensure_future(self._repair(lost.room, lost.v - 1))
-            self._repairs.add(task)
-            task.add_done_callback(self._repairs.discard)
-        if notice_failed is not None:
-            raise notice_failed
+            self._in_background(self._repair(lost.room, lost.v - 1))
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._repairs.add(task)
+        task.add_done_callback(self._repairs.discard)
+
+    async def _resend(self, notice: Published) -> None:
+        """A notice the gateways act on (evictions are idempotent), again while the bus is
+        away."""
+        for wait_s in self.repair_waits_s:
+            await asyncio.sleep(wait_s)
+            try:
+                await bus.publish(self.nc, notice.subject, notice.payload)
+                return
+            except Exception as exc:
+                log.warning("%s not published again: %r", notice.subject, exc)
+        log.error("%s lost: %s", notice.subject, notice.payload[:200])
 
     async def _repair(self, room: str, seen_v: int) -> None:
         """The room's events after `seen_v` were committed and not published: publish a
