@@ -9,6 +9,8 @@ snapshot. Rooms does the same for its own events without the bus hop (rooms/serv
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -23,6 +25,25 @@ log = logging.getLogger(__name__)
 # Waits before each try: the bus is usually back within seconds (nats-py reconnects).
 REPAIR_WAITS_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0)
 REQUEST_TIMEOUT_S = 3.0
+
+
+async def keep_trying(
+    attempt: Callable[[], Awaitable[Any]], waits_s: tuple[float, ...], what: str
+) -> None:
+    """`attempt` after each wait until it succeeds. `not_found` ends it too: the room was
+    closed meanwhile, and its members evicted."""
+    for wait_s in waits_s:
+        await asyncio.sleep(wait_s)
+        try:
+            await attempt()
+            return
+        except ServiceError as exc:
+            if exc.code == ErrorCode.NOT_FOUND:
+                return
+            log.warning("%s: %s", what, exc.code)
+        except Exception as exc:
+            log.warning("%s: %r", what, exc)
+    log.error("%s: given up after %d tries", what, len(waits_s))
 
 
 class RoomEvents:
@@ -43,21 +64,16 @@ class RoomEvents:
 
     async def _repair(self, room: str, seen_v: int) -> None:
         check = SequenceCheck(room=room, seen_v=seen_v, resync=True)
-        for wait_s in self.repair_waits_s:
-            await asyncio.sleep(wait_s)
-            try:
-                await bus.request(
-                    self.nc,
-                    subjects.command("rooms", "sequence_check"),
-                    bus.internal_envelope(check, room=room),
-                    timeout_s=REQUEST_TIMEOUT_S,
-                )
-                return
-            except ServiceError as exc:
-                if exc.code == ErrorCode.NOT_FOUND:
-                    return  # closed meanwhile: its members were evicted
-                log.warning("sequence repair of %s: %s", room, exc.code)
-        log.error("room %s: events after v%d lost, and its members not told", room, seen_v)
+        await keep_trying(
+            lambda: bus.request(
+                self.nc,
+                subjects.command("rooms", "sequence_check"),
+                bus.internal_envelope(check, room=room),
+                timeout_s=REQUEST_TIMEOUT_S,
+            ),
+            self.repair_waits_s,
+            f"room {room}: telling members events after v{seen_v} were lost",
+        )
 
     async def aclose(self) -> None:
         tasks = list(self._repairs)

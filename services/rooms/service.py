@@ -40,6 +40,7 @@ from services.common.contracts.models import RoomSettings, UserRef
 from services.common.idempotency import CommandLog
 from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
+from services.common.roomevents import REPAIR_WAITS_S, keep_trying
 
 from . import joins, reports
 from . import playback as pb
@@ -103,9 +104,8 @@ class RoomsService:
         self._lines: WaitingLines[Any] = WaitingLines()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # After a publish failed: waits before each try to tell the room's members (the bus
-        # is usually back within seconds; each try is one short transaction).
-        self.repair_waits_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0)
+        # After a publish failed: waits before each try to send again or tell the members.
+        self.repair_waits_s = REPAIR_WAITS_S
         self._repairs: set[asyncio.Task[None]] = set()
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
         self.controls: GroupCommitter | None = None
@@ -196,7 +196,7 @@ class RoomsService:
         command is answered as committed, and the room's members are asked to resync once
         the bus takes messages again (`_repair`). A notice to the gateways (an eviction) is
         sent again itself: a resync takes no socket out of a room."""
-        lost: Published | None = None
+        lost: tuple[str, int] | None = None  # the first room event lost: its room and v
         for event in published:
             try:
                 await bus.publish(self.nc, event.subject, event.payload)
@@ -205,9 +205,10 @@ class RoomsService:
                 if event.room is None or event.v is None:
                     self._in_background(self._resend(event))
                 elif lost is None:
-                    lost = event
-        if lost is not None and lost.room is not None and lost.v is not None:
-            self._in_background(self._repair(lost.room, lost.v - 1))
+                    lost = (event.room, event.v)
+        if lost is not None:
+            room, v = lost
+            self._in_background(self._repair(room, v - 1))
 
     def _in_background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -217,30 +218,21 @@ class RoomsService:
     async def _resend(self, notice: Published) -> None:
         """A notice the gateways act on (evictions are idempotent), again while the bus is
         away."""
-        for wait_s in self.repair_waits_s:
-            await asyncio.sleep(wait_s)
-            try:
-                await bus.publish(self.nc, notice.subject, notice.payload)
-                return
-            except Exception as exc:
-                log.warning("%s not published again: %r", notice.subject, exc)
-        log.error("%s lost: %s", notice.subject, notice.payload[:200])
+        await keep_trying(
+            lambda: bus.publish(self.nc, notice.subject, notice.payload),
+            self.repair_waits_s,
+            f"sending {notice.subject} {notice.payload[:200]!r} again",
+        )
 
     async def _repair(self, room: str, seen_v: int) -> None:
         """The room's events after `seen_v` were committed and not published: publish a
         `resync` after them (`check_sequence`), trying again while the bus is away."""
-        for wait_s in self.repair_waits_s:
-            await asyncio.sleep(wait_s)
-            try:
-                await self.check_sequence(SequenceCheck(room=room, seen_v=seen_v, resync=True))
-                return
-            except ServiceError as exc:
-                if exc.code == ErrorCode.NOT_FOUND:
-                    return  # closed meanwhile: its members were evicted
-                log.warning("sequence repair of %s: %s", room, exc.code)
-            except Exception as exc:
-                log.warning("sequence repair of %s: %r", room, exc)
-        log.error("room %s: events after v%d lost, and its members not told", room, seen_v)
+        check = SequenceCheck(room=room, seen_v=seen_v, resync=True)
+        await keep_trying(
+            lambda: self.check_sequence(check),
+            self.repair_waits_s,
+            f"room {room}: telling members events after v{seen_v} were lost",
+        )
 
     # -- room lifecycle ----------------------------------------------------------------
 
