@@ -274,13 +274,19 @@ def gateway() -> dict:
             # After a command ended in timeout or internal (services/gateway/sequencecheck.py):
             # `resynced` means a room's events had been committed and never published.
             panel(
-                "Room sequence checks per second by outcome",
+                "Room sequence checks and sweeps per second by outcome",
                 [
                     (
                         "sum by (outcome) (rate("
                         f"sharetube_gateway_sequence_checks_total[{RI}])) or vector(0)",
                         "{{outcome}}",
-                    )
+                    ),
+                    # The periodic sweep (sequencesweep.py): `behind` rooms get a check.
+                    (
+                        "sum by (outcome) (rate("
+                        f"sharetube_gateway_sequence_swept_rooms_total[{RI}])) or vector(0)",
+                        "swept {{outcome}}",
+                    ),
                 ],
                 "short",
             ),

@@ -51,6 +51,9 @@ TEST_ENV = {
     "PLAYBACK_START_TIMEOUT_MS": "1500",
     "PLAYBACK_START_BUFFER_MS": "200",
     "DEADLINE_SWEEP_INTERVAL_S": "0.5",
+    # Every e2e test runs with the gateway's sequence sweep on: a sweep that resynced a room
+    # whose events had all gone out would show in the events the tests compare.
+    "SEQUENCE_SWEEP_SECONDS": "1",
     "AD_MAX_WAIT_MS": "4000",  # a stuck ad releases the room in seconds, not 90
     "LOG_LEVEL": "INFO",
     "JWT_SECRET": "test-secret-0123456789abcdef0123456789",

@@ -57,6 +57,14 @@ async def current(conn: AsyncConnection, room: str) -> int | None:
     return None if v is None else int(v)
 
 
+async def versions(conn: AsyncConnection, rooms: list[str]) -> dict[str, int]:
+    """The committed version of each room that exists, without taking its lock."""
+    result = await conn.execute(
+        select(RoomSequence.room, RoomSequence.v).where(RoomSequence.room.in_(rooms))
+    )
+    return {room: int(v) for room, v in result}
+
+
 def advance_statement(room: str, v: int) -> Any:
     """Store the room's new version after a locked change that produced events up to v."""
     return update(RoomSequence).where(RoomSequence.room == room).values(v=v)

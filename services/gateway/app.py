@@ -21,12 +21,13 @@ from services.common.contracts.envelope import CommandEnvelope, GuestRequest
 from services.common.contracts.errors import CloseCode, ErrorCode, ServiceError
 from services.common.stats import RateMeter
 
-from . import api, drain, heartbeat, notices, portals, signin
+from . import api, drain, heartbeat, notices, portals, sequencesweep, signin
 from .commands import Dispatcher
 from .connection import Connection
 from .hub import Hub
 from .origins import OriginPolicy
 from .ratelimit import UserLimiter
+from .sequencesweep import SequenceSweep
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 app.state.gw.redis, settings.gateway_id, settings.presence_heartbeat_seconds
             )
         )
+        sweep = SequenceSweep(
+            sequencesweep.asking_rooms(nc),
+            app.state.gw.dispatcher.sequence_checks,
+            settings.sequence_sweep_seconds,
+        )
+        sweeping = asyncio.create_task(sweep.run())
         gcpause.freeze_startup()  # short full collections while sockets come and go
         try:
             yield
         finally:
             await drain.drain(app.state.gw)  # done already when uvicorn ran DrainingServer
             await heartbeat.stop(beating, app.state.gw.redis, settings.gateway_id)
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
             await app.state.gw.dispatcher.sequence_checks.aclose()
             # Any socket the drain could not close in time: close it before the bus goes.
             for conn in list(app.state.gw.connections):

@@ -18,6 +18,9 @@
 - `sharetube_gateway_sequence_checks_total{outcome}` (counter, declared in
   sequencecheck.py): room sequences checked after a command ended in `timeout` or
   `internal`; `resynced` when events had been committed and never published.
+- `sharetube_gateway_sequence_swept_rooms_total{outcome}` (counter, declared in
+  sequencesweep.py): rooms the periodic sweep compared with their committed version;
+  `behind` when they were handed to a sequence check.
 """
 
 from prometheus_client import Counter, Gauge, Histogram

@@ -75,11 +75,18 @@ class SequenceChecks:
 
     def after_error(self, room: str | None, code: str) -> None:
         """A command of `room` ended with error `code`: check the room if that is unclear."""
-        if room is None or code not in UNCLEAR or room in self._due:
+        if room is not None and code in UNCLEAR:
+            self.check(room)
+
+    def check(self, room: str) -> None:
+        """Make sure this gateway's members of `room` have every event it committed (unless
+        a check of it is under way, or no member of it is here)."""
+        if room in self._due or room not in self.hub.channels:
             return
-        if room not in self.hub.channels:
-            return  # no member of the room here: nothing of it to miss
         self._due[room] = asyncio.get_running_loop().create_task(self._check(room))
+
+    def checking(self, room: str) -> bool:
+        return room in self._due
 
     def after_reply(self, room: str | None, raw: bytes) -> None:
         """The same for a service's reply as relayed (only error replies are read)."""
@@ -90,7 +97,7 @@ class SequenceChecks:
     async def _check(self, room: str) -> None:
         try:
             await asyncio.sleep(self.delay_s)
-            delivered = self._delivered(room)
+            delivered = self.delivered(room)
             if delivered is None:
                 return  # gone from here, or a snapshot starts its sequence now
             # First the room's version: the command that timed out may still have been
@@ -99,7 +106,7 @@ class SequenceChecks:
             reply = await self.ask(SequenceCheck(room=room, seen_v=delivered))
             committed = int(reply["v"])
             deadline = asyncio.get_running_loop().time() + self.arrival_s
-            while (delivered := self._delivered(room)) is not None and delivered < committed:
+            while (delivered := self.delivered(room)) is not None and delivered < committed:
                 if asyncio.get_running_loop().time() >= deadline:
                     break
                 await asyncio.sleep(POLL_S)
@@ -114,7 +121,7 @@ class SequenceChecks:
         finally:
             self._due.pop(room, None)
 
-    def _delivered(self, room: str) -> int | None:
+    def delivered(self, room: str) -> int | None:
         """The last version of the room this gateway delivered, if its sequence runs."""
         channel = self.hub.channels.get(room)
         if channel is None or channel.next_v is None:

@@ -34,6 +34,10 @@ class GatewaySettings(CommonSettings):
     # How long a room's events wait for a missing version before the gap is passed on
     # (clients then resync). Publishers race by well under a millisecond on one bus.
     reorder_wait_s: float = 0.25
+    # How often the gateway compares the rooms it has members of with their committed
+    # versions (services/gateway/sequencesweep.py): events a process committed and died
+    # before publishing reach every member as a `resync` within about this much.
+    sequence_sweep_seconds: float = Field(default=10.0, gt=0)
 
     # -- presence and resilience (issue 4) ------------------------------------------------
     # WebSocket protocol pings (uvicorn sends them; browsers answer by themselves, no page

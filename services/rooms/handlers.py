@@ -26,6 +26,7 @@ from services.common.contracts.envelope import (
     DisconnectNotice,
     PresenceSweep,
     RetentionRequest,
+    RoomVersions,
     SequenceCheck,
 )
 
@@ -97,6 +98,10 @@ def build_router(service: RoomsService) -> CommandRouter:
     @router.command("sequence_check", SequenceCheck, internal=True)
     async def sequence_check(_env: CommandEnvelope, check: SequenceCheck) -> Any:
         return await service.check_sequence(check)
+
+    @router.command("versions", RoomVersions, internal=True)
+    async def versions(_env: CommandEnvelope, query: RoomVersions) -> Any:
+        return await service.versions(query)
 
     @router.command("directory", DirectoryQuery, internal=True)
     async def directory(_env: CommandEnvelope, query: DirectoryQuery) -> Any:

@@ -32,6 +32,8 @@ from services.common.contracts.envelope import (
     DirectoryQuery,
     DirectoryReply,
     DisconnectNotice,
+    RoomVersions,
+    RoomVersionsReply,
     SequenceCheck,
     SequenceCheckReply,
 )
@@ -773,6 +775,12 @@ class RoomsService:
             v - 1,
         )
         return SequenceCheckReply(v=v, resynced=True)
+
+    async def versions(self, query: RoomVersions) -> RoomVersionsReply:
+        """Each room's committed version, for a gateway's sweep (no locks: a room it finds
+        behind gets a `check_sequence`, which reads under the lock)."""
+        async with self.engine.connect() as conn:
+            return RoomVersionsReply(versions=await sequencer.versions(conn, query.rooms))
 
     # -- directory and figures ---------------------------------------------------------
 

@@ -5,7 +5,8 @@ every event anyone received, and in a quiet room no later event shows the gap. H
 room's sequence is advanced in PostgreSQL, as such a commit leaves it, and a queue command
 then times out (every queue replica stopped with SIGSTOP, resumed after): the gateway asks
 rooms about the room's sequence, and every member gets a `resync` event after the lost
-version (on which the JS client reads a snapshot)."""
+version (on which the JS client reads a snapshot). With no command at all, the gateway's
+periodic sweep (every SEQUENCE_SWEEP_SECONDS, 1 s in the tests) finds the same gap."""
 
 import asyncio
 import os
@@ -14,6 +15,7 @@ import signal
 import psycopg
 import pytest
 
+from tests.support.client import WsClient
 from tests.support.system import System
 
 from .conftest import Connect, new_room
@@ -29,6 +31,13 @@ def advance_sequence(system: System, room: str) -> int:
         (v,) = row.fetchone() or (None,)
     assert v is not None
     return int(v)
+
+
+async def every_one_resyncs(clients: tuple[WsClient, ...], room: str, v: int) -> None:
+    """Each client gets the `resync` that follows the lost events, as the room's event `v`."""
+    for client in clients:
+        resync = await client.wait_for(lambda e: e["type"] == "resync", timeout=15)
+        assert resync == {"type": "resync", "room": room, "v": v, "data": {"reason": "events_lost"}}
 
 
 async def test_members_resync_after_events_that_were_committed_and_never_published(
@@ -47,14 +56,7 @@ async def test_members_resync_after_events_that_were_committed_and_never_publish
     try:
         reply = await owner.request("queue.add", {"video_id": "dQw4w9WgXcQ"}, room=room)
         assert reply["error"]["code"] == "timeout"
-        for client in (owner, friend):
-            resync = await client.wait_for(lambda e: e["type"] == "resync", timeout=10)
-            assert resync == {
-                "type": "resync",
-                "room": room,
-                "v": lost + 1,
-                "data": {"reason": "events_lost"},
-            }
+        await every_one_resyncs((owner, friend), room, lost + 1)
     finally:
         for queue in queues:
             os.kill(queue.proc.pid, signal.SIGCONT)
@@ -81,3 +83,21 @@ async def test_a_timeout_with_nothing_lost_brings_no_resync(
         for queue in queues:
             os.kill(queue.proc.pid, signal.SIGCONT)
     assert [e for e in owner.events if e["type"] == "resync"] == []
+
+
+async def test_a_gap_no_command_shows_is_found_by_the_sweep(
+    system: System, connect: Connect
+) -> None:
+    """What rooms' start deadline or a janitor job leaves when its process dies between
+    commit and publish: no command of the room ends in doubt, and the room stays quiet."""
+    owner, friend = await connect(), await connect()
+    room = await new_room(owner)
+    for client in (owner, friend):
+        await client.call("join", room=room)
+    lost = advance_sequence(system, room)
+    await every_one_resyncs((owner, friend), room, lost + 1)
+    # The room goes on in one sequence after it.
+    await owner.call("chat.send", {"text": "still here"}, room=room)
+    for client in (owner, friend):
+        said = await client.wait_for(lambda e: e["type"] == "chat", timeout=10)
+        assert said["v"] == lost + 2

@@ -7,10 +7,11 @@ import asyncio
 import orjson
 import pytest
 
+from services.common import bus as bus_module
 from services.common import sequencer
 from services.common.contracts import events, subjects
 from services.common.contracts.commands import Seek
-from services.common.contracts.envelope import SequenceCheck, SequenceCheckReply
+from services.common.contracts.envelope import RoomVersions, SequenceCheck, SequenceCheckReply
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.rooms.handlers import build_router
 from services.rooms.service import RoomsService
@@ -149,3 +150,37 @@ async def test_an_eviction_the_bus_refused_is_sent_again(
     sent = [orjson.loads(p) for s, p in bus.published if s == evict]
     assert len(refused) == 2
     assert [(n["room"], n["reason"]) for n in sent] == [(code, "closed")]
+
+
+async def test_versions_name_each_open_room_committed_version(
+    rooms_bus: tuple[RoomsService, Bus],
+) -> None:
+    """What a gateway's sweep asks (services/gateway/sequencesweep.py): each room's committed
+    version, through the router as the bus delivers it; a closed room is left out."""
+    rooms, bus = rooms_bus
+    quiet, lost = await new_room(rooms, user("ann")), await new_room(rooms, user("bob"))
+    async with rooms.engine.begin() as conn:
+        behind = await sequencer.bump(conn, lost)  # committed, never published
+    published = len(bus.published)
+    query = RoomVersions(rooms=[quiet, lost, "zzzzzz"])
+    reply = orjson.loads(
+        await build_router(rooms).dispatch(
+            subjects.command("rooms", "versions"),
+            bus_module.internal_envelope(query).model_dump_json(),
+        )
+    )
+    assert reply == {
+        "ok": True,
+        "data": {"versions": {quiet: await version(rooms, quiet), lost: behind}},
+    }
+    assert len(bus.published) == published  # asking publishes nothing
+    # Only services may ask: a user's envelope is refused.
+    refused = orjson.loads(
+        await build_router(rooms).dispatch(
+            subjects.command("rooms", "versions"),
+            env(user("ann"), None, "gwA:1")
+            .model_copy(update={"data": query.model_dump()})
+            .model_dump_json(),
+        )
+    )
+    assert refused["ok"] is False and refused["error"]["code"] == "forbidden"

@@ -1,6 +1,6 @@
 """What travels on the bus between the gateway and the services, and between services."""
 
-from typing import Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -88,6 +88,26 @@ class SequenceCheck(Contract):
 class SequenceCheckReply(Contract):
     v: int
     resynced: bool
+
+
+MAX_SWEPT_ROOMS: Final = 1000
+
+
+class RoomVersions(Contract):
+    """`st.rooms.cmd.versions`: the committed version of each of these rooms, for a gateway's
+    periodic sweep over the rooms it has members of (services/gateway/sequencesweep.py). A
+    process that dies between a commit and its publish leaves the room's version past what
+    the gateways delivered, even when no command of the room ended without an answer (rooms'
+    start deadline, the janitor's jobs, a notice's resend). Read without the rooms' locks:
+    the sweep only picks rooms for a `SequenceCheck`, which reads under the lock."""
+
+    rooms: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        min_length=1, max_length=MAX_SWEPT_ROOMS
+    )
+
+
+class RoomVersionsReply(Contract):
+    versions: dict[str, int]  # rooms that exist; a closed room is left out
 
 
 class GuestRequest(Contract):

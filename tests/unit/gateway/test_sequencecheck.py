@@ -41,13 +41,19 @@ class Rooms:
         return {"v": self.committed, "resynced": False}
 
 
-def hub_with_room(delivered_up_to: int | None) -> Hub:
-    hub = Hub(None, 0.05)  # type: ignore[arg-type]  # no bus: the channel is made by hand
-    channel = RoomChannel(ROOM, 0.05)
-    if delivered_up_to is not None:
-        channel.settle(delivered_up_to)  # as a snapshot read at that version does
-    hub.channels[ROOM] = channel
+def hub_with(delivered: dict[str, int | None]) -> Hub:
+    """A hub with a channel per room, delivered up to its version (None: no snapshot yet)."""
+    hub = Hub(None, 0.05)  # type: ignore[arg-type]  # no bus: channels are made by hand
+    for room, v in delivered.items():
+        channel = RoomChannel(room, 0.05)
+        if v is not None:
+            channel.settle(v)  # as a snapshot read at that version does
+        hub.channels[room] = channel
     return hub
+
+
+def hub_with_room(delivered_up_to: int | None) -> Hub:
+    return hub_with({ROOM: delivered_up_to})
 
 
 def outcomes() -> dict[str, float]:
