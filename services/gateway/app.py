@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from services.common import bus, gcpause, runtime, sessions
 from services.common import health as probes
 from services.common.contracts import subjects
-from services.common.contracts.envelope import CommandEnvelope, GuestRequest
+from services.common.contracts.envelope import CommandEnvelope, EvictNotice, GuestRequest
 from services.common.contracts.errors import CloseCode, ErrorCode, ServiceError
 from services.common.stats import RateMeter
 
@@ -101,9 +101,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 app.state.gw.redis, settings.gateway_id, settings.presence_heartbeat_seconds
             )
         )
+
+        async def evict_closed(room: str) -> int:
+            return await notices.evict(app.state.gw, EvictNotice(room=room, reason="closed"))
+
         sweep = SequenceSweep(
             sequencesweep.asking_rooms(nc),
             app.state.gw.dispatcher.sequence_checks,
+            evict_closed,
             settings.sequence_sweep_seconds,
         )
         sweeping = asyncio.create_task(sweep.run())

@@ -8,6 +8,11 @@ of (`st.rooms.cmd.versions`, up to `MAX_SWEPT_ROOMS` a request, read without loc
 whose version is past what this gateway delivered, and still is `arrival_s` later (events in
 flight arrive within milliseconds), gets the same two-step check as after a command, which
 asks for a `resync` only if the events up to the room's version do not come.
+
+A room left out of rooms' answer has been closed (its sequence is deleted with it). Its
+`evict` notice to the gateways may have been lost with the replica sending it, so the sweep
+does what the notice would have done: every local socket leaves the room with an `evicted`
+frame (`closed`). Evicting is idempotent: a notice that did arrive left nothing to do.
 """
 
 import asyncio
@@ -33,11 +38,13 @@ ARRIVAL_S = 1.0  # as the check's own wait: in-flight events are milliseconds aw
 SWEPT_ROOMS = Counter(
     "sharetube_gateway_sequence_swept_rooms_total",
     "Rooms the periodic sweep compared with their committed version, by outcome",
-    # in_step; behind (handed to a sequence check); unanswered (rooms did not answer)
+    # in_step; behind (handed to a sequence check); closed (its sockets evicted);
+    # unanswered (rooms did not answer)
     ["outcome"],
 )
 
 AskVersions = Callable[[RoomVersions], Awaitable[Any]]
+EvictClosed = Callable[[str], Awaitable[int]]  # every local socket out of a closed room
 
 
 def asking_rooms(nc: NATS) -> AskVersions:
@@ -56,11 +63,13 @@ class SequenceSweep:
         self,
         ask: AskVersions,
         checks: SequenceChecks,
+        evict_closed: EvictClosed,
         interval_s: float = INTERVAL_S,
         arrival_s: float = ARRIVAL_S,
     ) -> None:
         self.ask = ask
         self.checks = checks
+        self.evict_closed = evict_closed
         self.interval_s = interval_s
         self.arrival_s = arrival_s
 
@@ -89,7 +98,13 @@ class SequenceSweep:
                 SWEPT_ROOMS.labels("unanswered").inc(len(chunk))
                 log.warning("sequence sweep of %d rooms: %s", len(chunk), exc.code)
                 continue
-            committed.update(reply["versions"])
+            versions: dict[str, int] = reply["versions"]
+            committed.update(versions)
+            for room in chunk:
+                if room not in versions and room in self.checks.hub.channels:
+                    SWEPT_ROOMS.labels("closed").inc()
+                    log.warning("room %s is closed: its sockets here leave it", room)
+                    await self.evict_closed(room)
         behind = {room: v for room, v in committed.items() if self._behind(room, v)}
         if behind:
             await asyncio.sleep(self.arrival_s)

@@ -101,3 +101,33 @@ async def test_a_gap_no_command_shows_is_found_by_the_sweep(
     for client in (owner, friend):
         said = await client.wait_for(lambda e: e["type"] == "chat", timeout=10)
         assert said["v"] == lost + 2
+
+
+def close_room_silently(system: System, room: str) -> None:
+    """What a replica that closed a room and died before its `evict` notice leaves: the
+    room's rows and sequence deleted (as `repository.delete_room` does), no notice sent."""
+    dsn = system.env["DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn) as conn:
+        for table, column in (
+            ("rooms_sessions", "room"),
+            ("rooms_members", "room"),
+            ("rooms_audit", "room"),
+            ("rooms_rooms", "code"),
+            ("room_seq", "room"),
+        ):
+            conn.execute(f"DELETE FROM {table} WHERE {column} = %s", [room])
+
+
+async def test_the_sockets_of_a_room_closed_without_its_notice_leave_it(
+    system: System, connect: Connect
+) -> None:
+    owner, friend = await connect(), await connect()
+    room = await new_room(owner)
+    for client in (owner, friend):
+        await client.call("join", room=room)
+    close_room_silently(system, room)
+    for client in (owner, friend):
+        evicted = await client.wait_for(lambda e: e["type"] == "evicted", timeout=15)
+        assert evicted == {"type": "evicted", "room": room, "data": {"reason": "closed"}}
+    reply = await friend.request("join", room=room)
+    assert reply["error"]["code"] == "not_found"
