@@ -33,6 +33,15 @@ def advance_sequence(system: System, room: str) -> int:
     return int(v)
 
 
+async def two_members(connect: Connect) -> tuple[WsClient, WsClient, str]:
+    """An owner and a friend, both joined to the owner's new room."""
+    owner, friend = await connect(), await connect()
+    room = await new_room(owner)
+    for client in (owner, friend):
+        await client.call("join", room=room)
+    return owner, friend, room
+
+
 async def every_one_resyncs(clients: tuple[WsClient, ...], room: str, v: int) -> None:
     """Each client gets the `resync` that follows the lost events, as the room's event `v`."""
     for client in clients:
@@ -43,10 +52,7 @@ async def every_one_resyncs(clients: tuple[WsClient, ...], room: str, v: int) ->
 async def test_members_resync_after_events_that_were_committed_and_never_published(
     system: System, connect: Connect
 ) -> None:
-    owner, friend = await connect(), await connect()
-    room = await new_room(owner)
-    for client in (owner, friend):
-        await client.call("join", room=room)
+    owner, friend, room = await two_members(connect)
     lost = advance_sequence(system, room)
 
     queues = [p for p in system.processes if p.name.startswith("queue")]
@@ -90,10 +96,7 @@ async def test_a_gap_no_command_shows_is_found_by_the_sweep(
 ) -> None:
     """What rooms' start deadline or a janitor job leaves when its process dies between
     commit and publish: no command of the room ends in doubt, and the room stays quiet."""
-    owner, friend = await connect(), await connect()
-    room = await new_room(owner)
-    for client in (owner, friend):
-        await client.call("join", room=room)
+    owner, friend, room = await two_members(connect)
     lost = advance_sequence(system, room)
     await every_one_resyncs((owner, friend), room, lost + 1)
     # The room goes on in one sequence after it.
@@ -121,10 +124,7 @@ def close_room_silently(system: System, room: str) -> None:
 async def test_the_sockets_of_a_room_closed_without_its_notice_leave_it(
     system: System, connect: Connect
 ) -> None:
-    owner, friend = await connect(), await connect()
-    room = await new_room(owner)
-    for client in (owner, friend):
-        await client.call("join", room=room)
+    owner, friend, room = await two_members(connect)
     close_room_silently(system, room)
     for client in (owner, friend):
         evicted = await client.wait_for(lambda e: e["type"] == "evicted", timeout=15)
