@@ -114,3 +114,16 @@ TABLES = [
     RoomsCommand.__table__,
     RoomAudit.__table__,
 ]
+
+
+class RoomNotice(Base):
+    """A notice to the gateways (an eviction), written in the transaction of the change that
+    makes it and deleted once published. A replica that dies between the commit and the
+    publish leaves it here, and any replica's sweep sends it (services/rooms/outbox.py)."""
+
+    __tablename__ = "rooms_outbox"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -44,7 +44,7 @@ from services.common.jsonutil import now_ms
 from services.common.keyedlocks import KeyedLocks
 from services.common.roomevents import REPAIR_WAITS_S, keep_trying
 
-from . import joins, reports
+from . import joins, outbox, reports
 from . import playback as pb
 from . import repository as repo
 from .access import AccessReads
@@ -55,6 +55,8 @@ from .permissions import Standing, decide, denied_message, role_of, standing_of
 from .transaction import Published, RoomTx, membership_of
 
 log = logging.getLogger(__name__)
+
+FORGET_WAIT_S = 2.0  # at shutdown, for sent notices to leave the outbox
 
 # Room codes: no 0/O, 1/l/I, so a code read aloud or typed from a phone is unambiguous.
 CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -109,6 +111,7 @@ class RoomsService:
         # After a publish failed: waits before each try to send again or tell the members.
         self.repair_waits_s = REPAIR_WAITS_S
         self._repairs: set[asyncio.Task[None]] = set()
+        self._forgets: set[asyncio.Future[None]] = set()  # outbox rows of notices sent
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
         self.controls: GroupCommitter | None = None
         # Access checks in batches (access.py), for the same reason.
@@ -196,35 +199,39 @@ class RoomsService:
         """Publish a committed change's events. One that fails (the bus away for longer
         than nats-py buffers, a payload it refuses) is lost but the change is not: the
         command is answered as committed, and the room's members are asked to resync once
-        the bus takes messages again (`_repair`). A notice to the gateways (an eviction) is
-        sent again itself: a resync takes no socket out of a room."""
+        the bus takes messages again (`_repair`). A notice to the gateways (an eviction)
+        stays in the outbox until it is sent (outbox.py): a resync takes no socket out of a
+        room."""
         lost: tuple[str, int] | None = None  # the first room event lost: its room and v
+        sent: list[str] = []  # notices published: out of the outbox once the bus has them
         for event in published:
             try:
                 await bus.publish(self.nc, event.subject, event.payload)
             except Exception:
                 log.exception("%s not published", event.subject)
-                if event.room is None or event.v is None:
-                    self._in_background(self._resend(event))
-                elif lost is None:
-                    lost = (event.room, event.v)
+                if event.notice_id is None and event.room is not None and event.v is not None:
+                    lost = lost or (event.room, event.v)
+            else:
+                if event.notice_id is not None:
+                    sent.append(event.notice_id)
         if lost is not None:
             room, v = lost
             self._in_background(self._repair(room, v - 1))
+        if sent:
+            forget = asyncio.ensure_future(self._forget(sent))
+            self._forgets.add(forget)
+            forget.add_done_callback(self._forgets.discard)
 
     def _in_background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._repairs.add(task)
         task.add_done_callback(self._repairs.discard)
 
-    async def _resend(self, notice: Published) -> None:
-        """A notice the gateways act on (evictions are idempotent), again while the bus is
-        away."""
-        await keep_trying(
-            lambda: bus.publish(self.nc, notice.subject, notice.payload),
-            self.repair_waits_s,
-            f"sending {notice.subject} {notice.payload[:200]!r} again",
-        )
+    async def _forget(self, notice_ids: list[str]) -> None:
+        try:
+            await outbox.forget(self.engine, self.nc, notice_ids)
+        except Exception as exc:  # left in the outbox: a sweep sends them again (idempotent)
+            log.warning("sent notices %s kept in the outbox: %r", notice_ids, exc)
 
     async def _repair(self, room: str, seen_v: int) -> None:
         """The room's events after `seen_v` were committed and not published: publish a
@@ -734,22 +741,33 @@ class RoomsService:
             log.error("room deadline failed", exc_info=task.exception())
 
     async def sweep(self, stop: asyncio.Event, interval_s: float) -> None:
+        """Every `interval_s`: the rooms whose deadline passed without a timer here (their
+        replica died, or this one restarted), and the notices whose replica did not send
+        them (outbox.py)."""
         while not stop.is_set():
-            try:
-                async with self.engine.connect() as conn:
-                    due = await repo.due_rooms(conn, now_ms())
-                for code in due:
-                    if code not in self._timers:
-                        await self.due(code)
-            except Exception as exc:
-                if bus.is_outage(exc):  # the database is restarting: next sweep
-                    log.warning("deadline sweep skipped: %r", exc)
-                else:
-                    log.exception("deadline sweep failed")
+            await self._guarded("deadline sweep", self._due_rooms)
+            await self._guarded("outbox sweep", lambda: outbox.send_stale(self.engine, self.nc))
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except TimeoutError:
                 pass
+
+    async def _due_rooms(self) -> None:
+        async with self.engine.connect() as conn:
+            due = await repo.due_rooms(conn, now_ms())
+        for code in due:
+            if code not in self._timers:
+                await self.due(code)
+
+    @staticmethod
+    async def _guarded(what: str, work: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await work()
+        except Exception as exc:
+            if bus.is_outage(exc):  # the database or the bus is restarting: next sweep
+                log.warning("%s skipped: %r", what, exc)
+            else:
+                log.exception("%s failed", what)
 
     # -- the sequence after a failure ------------------------------------------------
 
@@ -799,8 +817,12 @@ class RoomsService:
 
     async def aclose(self) -> None:
         """Stop: deadline timers, and the connections of the group committer and the access
-        reads."""
+        reads. Sent notices are first let out of the outbox (else another replica sends
+        them again, which does nothing more)."""
+        if self._forgets:
+            await asyncio.wait(self._forgets, timeout=FORGET_WAIT_S)
         self.close()
+        await asyncio.gather(*self._repairs, *self._forgets, return_exceptions=True)
         if self.controls is not None:
             await self.controls.aclose()
         if self._access_reads is not None:
@@ -810,8 +832,8 @@ class RoomsService:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for repair in self._repairs:
-            repair.cancel()
+        for task in (*self._repairs, *self._forgets):
+            task.cancel()
 
 
 def room_of(env: CommandEnvelope) -> str:

@@ -20,6 +20,7 @@ from services.common.contracts.models import Role, RoomSettings, UserRef
 from services.common.jsonutil import now_ms
 from services.common.writes import WriteBatch
 
+from . import outbox
 from . import repository as repo
 from .permissions import Standing, standing_of
 from .permissions import role_of as role_for
@@ -34,6 +35,8 @@ class Published:
     # if its publish fails after the commit.
     room: str | None = None
     v: int | None = None
+    # A notice's row in the outbox (outbox.py): deleted once the notice is sent.
+    notice_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +161,10 @@ class RoomTx:
         self._notify(EvictNotice(room=self.code, reason="closed"))
 
     def _notify(self, notice: EvictNotice) -> None:
-        self._notices.append(
-            Published(subjects.gateway_notice("evict"), notice.model_dump_json().encode())
-        )
+        """Publish after commit; kept in the outbox with this transaction's writes until then."""
+        subject, payload = subjects.gateway_notice("evict"), notice.model_dump_json().encode()
+        notice_id = outbox.write(self.writes, subject, payload)
+        self._notices.append(Published(subject, payload, notice_id=notice_id))
 
     async def players(self) -> frozenset[str]:
         if self._players is None:

@@ -43,6 +43,15 @@ async def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     await engine.dispose()
 
 
+@pytest_asyncio.fixture
+async def rooms_bus(any_engine: AsyncEngine) -> AsyncIterator[tuple[RoomsService, Bus]]:
+    """Rooms on either database, stopped before its engine goes (its notices' outbox rows
+    are let go in the background)."""
+    rooms, bus = rooms_service(any_engine)
+    yield rooms, bus
+    await rooms.aclose()
+
+
 def members_events(bus: Bus, code: str, since: int = 0) -> list[dict[str, Any]]:
     subject = events.subject_for("members", code)
     return [orjson.loads(p) for s, p in bus.published[since:] if s == subject]
@@ -54,8 +63,10 @@ async def listed(rooms: RoomsService, code: str) -> list[dict[str, Any]]:
         return (await (await RoomTx.open(conn, code)).snapshot_part())["members"]
 
 
-async def test_a_join_into_a_big_room_sends_one_entry(any_engine: AsyncEngine) -> None:
-    rooms, bus = rooms_service(any_engine)
+async def test_a_join_into_a_big_room_sends_one_entry(
+    rooms_bus: tuple[RoomsService, Bus],
+) -> None:
+    rooms, bus = rooms_bus
     owner = user("owner")
     code = await new_room(rooms, owner)
     gw = f"gw{uuid.uuid4().hex[:8]}"
@@ -74,9 +85,9 @@ async def test_a_join_into_a_big_room_sends_one_entry(any_engine: AsyncEngine) -
 
 
 async def test_every_change_merged_into_the_list_gives_the_list_after_it(
-    any_engine: AsyncEngine,
+    rooms_bus: tuple[RoomsService, Bus],
 ) -> None:
-    rooms, bus = rooms_service(any_engine)
+    rooms, bus = rooms_bus
     moderation, upkeep = Moderation(rooms), Upkeep(rooms)
     owner, ann, bob, cid, dan, eve = (user(n) for n in ("owner", "ann", "bob", "cid", "dan", "eve"))
     code = await new_room(rooms, owner)

@@ -117,41 +117,6 @@ async def test_a_closed_room_is_not_found(rooms_bus: tuple[RoomsService, Bus]) -
     assert refused.value.code == ErrorCode.NOT_FOUND
 
 
-async def test_an_eviction_the_bus_refused_is_sent_again(
-    rooms_bus: tuple[RoomsService, Bus], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No resync takes a kicked user's sockets out of a room: the `evict` notice itself is
-    sent again once the bus takes it, and the close is answered as committed."""
-    rooms, bus = rooms_bus
-    rooms.repair_waits_s = (0.05, 0.05, 0.05)
-    owner = user("owner")
-    code = await new_room(rooms, owner)
-    publish, refused = bus.publish, []
-
-    async def refusing_a_notice(subject: str, payload: bytes, headers: object = None) -> None:
-        if subject == subjects.gateway_notice("evict") and len(refused) < 2:
-            refused.append(payload)
-            raise ConnectionError("the bus refused it")
-        await publish(subject, payload)
-
-    monkeypatch.setattr(bus, "publish", refusing_a_notice)
-    request = env(owner, code, "gwA:1")
-    reply = orjson.loads(
-        await build_router(rooms).dispatch(
-            subjects.command("rooms", "close"), request.model_dump_json()
-        )
-    )
-    assert reply == {"ok": True, "data": {}}
-    evict = subjects.gateway_notice("evict")
-    for _ in range(100):
-        if any(s == evict for s, _p in bus.published):
-            break
-        await asyncio.sleep(0.02)
-    sent = [orjson.loads(p) for s, p in bus.published if s == evict]
-    assert len(refused) == 2
-    assert [(n["room"], n["reason"]) for n in sent] == [(code, "closed")]
-
-
 async def test_versions_name_each_open_room_committed_version(
     rooms_bus: tuple[RoomsService, Bus],
 ) -> None:

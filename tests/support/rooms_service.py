@@ -26,6 +26,9 @@ class Bus:
     ) -> None:
         self.published.append((subject, payload))
 
+    async def flush(self, timeout: float = 0) -> None:
+        """Everything published is recorded at once."""
+
     def members_events(self) -> int:
         return sum(1 for subject, _ in self.published if subject.endswith(".evt.members"))
 

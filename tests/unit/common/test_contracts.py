@@ -264,6 +264,8 @@ SAMPLES.update(
         ),
         bus_msg.SequenceCheck: bus_msg.SequenceCheck(room="AbC123", seen_v=41),
         bus_msg.SequenceCheckReply: bus_msg.SequenceCheckReply(v=43, resynced=True),
+        bus_msg.RoomVersions: bus_msg.RoomVersions(rooms=["AbC123", "XyZ789"]),
+        bus_msg.RoomVersionsReply: bus_msg.RoomVersionsReply(versions={"AbC123": 43}),
     }
 )
 
