@@ -1,4 +1,5 @@
-"""Events committed and never published do not stay lost (services/gateway/sequencecheck.py).
+"""Events committed and never published do not stay lost (services/gateway/sequencecheck.py),
+nor do eviction notices (services/rooms/outbox.py).
 
 A service that dies between its commit and its publish leaves the room's version ahead of
 every event anyone received, and in a quiet room no later event shows the gap. Here the
@@ -11,10 +12,14 @@ periodic sweep (every SEQUENCE_SWEEP_SECONDS, 1 s in the tests) finds the same g
 import asyncio
 import os
 import signal
+import uuid
 
 import psycopg
 import pytest
 
+from services.common.contracts import subjects
+from services.common.contracts.envelope import EvictNotice
+from services.common.jsonutil import now_ms
 from tests.support.client import WsClient
 from tests.support.system import System
 
@@ -131,3 +136,43 @@ async def test_the_sockets_of_a_room_closed_without_its_notice_leave_it(
         assert evicted == {"type": "evicted", "room": room, "data": {"reason": "closed"}}
     reply = await friend.request("join", room=room)
     assert reply["error"]["code"] == "not_found"
+
+
+def leave_a_kick_unsent(system: System, room: str, user_id: str) -> None:
+    """What a rooms replica that committed a kick and died before publishing its `evict`
+    notice leaves: the user's sessions and membership gone, and the notice in the outbox,
+    written in the kick's transaction (services/rooms/outbox.py)."""
+    dsn = system.env["DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "DELETE FROM rooms_sessions WHERE room = %s AND user_id = %s RETURNING conn",
+            [room, user_id],
+        )
+        conns = [c for (c,) in rows]
+        conn.execute("DELETE FROM rooms_members WHERE room = %s AND user_id = %s", [room, user_id])
+        notice = EvictNotice(room=room, user_id=user_id, conns=conns, reason="kicked")
+        conn.execute(
+            "INSERT INTO rooms_outbox (id, subject, payload, created_ms) VALUES (%s, %s, %s, %s)",
+            [
+                uuid.uuid4().hex,
+                subjects.gateway_notice("evict"),
+                notice.model_dump_json(),
+                now_ms(),
+            ],
+        )
+    assert conns, "the user had a socket in the room"
+
+
+async def test_a_kick_whose_replica_died_before_its_notice_still_evicts(
+    system: System, connect: Connect
+) -> None:
+    owner, friend, room = await two_members(connect)
+    leave_a_kick_unsent(system, room, friend.user["id"])  # type: ignore[attr-defined]
+    # Another rooms replica's sweep sends the notice once it is 5 s old (outbox.GRACE_MS).
+    evicted = await friend.wait_for(lambda e: e["type"] == "evicted", timeout=20)
+    assert evicted == {"type": "evicted", "room": room, "data": {"reason": "kicked"}}
+    # The kicked user's socket gets none of the room's events any more.
+    await owner.call("chat.send", {"text": "after the kick"}, room=room)
+    await owner.wait_for(lambda e: e["type"] == "chat", timeout=10)
+    await asyncio.sleep(0.3)  # the same gateway writes to both sockets at once
+    assert [e for e in friend.events if e.get("type") == "chat"] == []
