@@ -1,6 +1,6 @@
 """Commands of one room that wait for its lock, in lines of one kind: the next holder of the
 lock applies its whole line in one transaction (the combining lock of a group commit: no
-timer, no added wait).
+timer, no added wait; only joins into a big room wait a little first, joins.Lingering).
 
 A burst of one kind of command in one room (a join storm; every player's `ready` after a
 seek) costs each command, alone, a transaction of its own, one after the other under the

@@ -106,6 +106,7 @@ class RoomsService:
         self._locks = KeyedLocks()
         # Joins, disconnects and players' reports that wait for their room's lock (lines.py).
         self._lines: WaitingLines[Any] = WaitingLines()
+        self.lingering = joins.Lingering()  # joins into big rooms wait for the ones behind
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # After a publish failed: waits before each try to send again or tell the members.
@@ -175,14 +176,18 @@ class RoomsService:
         limit: int,
         together: Callable[[str, list[W]], Awaitable[None]],
         alone: Callable[[str, W], Awaitable[None]] | None = None,
+        linger_s: float = 0.0,
     ) -> dict[str, Any]:
         """Wait in the room's line of `kind` for its lock; whoever takes the lock first applies
         the line (at most `limit` of it) with `together`. If that fails, each goes again with
         `alone` (by default `together` with it alone), so one command's failure is not every
         command's. `item.done` gets the reply either way: from this caller, or from an earlier
-        holder of the lock that took it along."""
+        holder of the lock that took it along. With `linger_s`, the command waits that long
+        in its line first, so the ones right behind it join the line (joins.Lingering)."""
         self._lines.add(code, kind, item)
         try:
+            if linger_s:
+                await asyncio.sleep(linger_s)
             async with self._locks.hold(code):
                 waiting = self._lines.take(code, item, limit)
                 if waiting:
@@ -291,12 +296,14 @@ class RoomsService:
         Joins that wait for the room's lock go in with the one that takes it (joins.py)."""
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         joining = joins.Joining(env.user, _conn(env), data.player, done)
+        code = room_of(env)
         return await self._in_line(
-            room_of(env),
+            code,
             "join",
             joining,
             joins.JOINS_PER_TRANSACTION,
             self._apply_joins,
+            linger_s=self.lingering.wait_s(code),
         )
 
     async def _apply_joins(self, code: str, waiting: list[joins.Joining]) -> None:
@@ -308,6 +315,7 @@ class RoomsService:
             # entries for the joiners.
             listed = await repo.member_list(tx.conn, tx.code)
             tx.members_listed(listed)
+            self.lingering.saw(tx.code, len(listed))
             await tx.commit()
             return refused, await tx.snapshot_part(listed)
 

@@ -12,6 +12,7 @@ from services.common.contracts.commands import BanChange, Join
 from services.common.contracts.errors import ErrorCode, ServiceError
 from services.common.contracts.models import UserRef
 from services.common.jsonutil import now_ms
+from services.rooms import joins
 from services.rooms import repository as rooms_repo
 from services.rooms.moderation import Moderation
 from services.rooms.service import RoomsService
@@ -174,4 +175,40 @@ async def test_a_join_marks_its_room_active(engine: AsyncEngine) -> None:
 
     async with engine.connect() as conn:
         assert (await rooms_repo.get_room(conn, code)).last_active_ms >= before
+    await rooms.aclose()
+
+
+async def _join_apart(rooms: RoomsService, code: str, count: int, apart_s: float) -> int:
+    """`count` guests join `apart_s` from one another, the lock free all along: how many
+    `members` events their joins made."""
+    bus = rooms.nc
+    before = bus.members_events()  # type: ignore[attr-defined]
+    tasks = []
+    for i in range(count):
+        who = user(f"late {i}")
+        tasks.append(asyncio.create_task(rooms.join(env(who, code, conn=f"late{i}"), Join())))
+        await asyncio.sleep(apart_s)
+    await asyncio.gather(*tasks)
+    return bus.members_events() - before  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("big", [True, False])
+async def test_joins_close_together_into_a_big_room_linger_into_one_event(
+    engine: AsyncEngine, big: bool
+) -> None:
+    """Joins 20 ms apart find the lock free: each would go alone, with its own `members`
+    event to every member. Into a room this replica last saw big, each waits in its line
+    first (joins.Lingering), and those behind it go in with it."""
+    rooms, _bus = rooms_service(engine)
+    rooms.lingering = joins.Lingering(from_members=3 if big else 1_000, linger_s=0.5)
+    owner = user("owner")
+    code = await new_room(rooms, owner)
+    for i, who in enumerate([owner, user("ann"), user("bob")]):
+        await rooms.join(env(who, code, conn=f"c{i}"), Join())  # the room has 3 members
+    events = await _join_apart(rooms, code, count=5, apart_s=0.02)
+    if big:
+        assert events == 1
+    else:
+        assert events > 1  # 5 when each join has the lock to itself
+    assert len(await members(rooms, code)) == 8
     await rooms.aclose()
