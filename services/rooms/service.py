@@ -109,7 +109,7 @@ class RoomsService:
         self.lingering = joins.Lingering()  # joins into big rooms wait for the ones behind
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # After a publish failed: waits before each try to send again or tell the members.
+        # After an event's publish failed: waits before each try to tell the members (`_repair`).
         self.repair_waits_s = REPAIR_WAITS_S
         self._repairs: set[asyncio.Task[None]] = set()
         self._forgets: set[asyncio.Future[None]] = set()  # outbox rows of notices sent
