@@ -9,10 +9,11 @@ whose version is past what this gateway delivered, and still is `arrival_s` late
 flight arrive within milliseconds), gets the same two-step check as after a command, which
 asks for a `resync` only if the events up to the room's version do not come.
 
-A room left out of rooms' answer has been closed (its sequence is deleted with it). Its
-`evict` notice to the gateways may have been lost with the replica sending it, so the sweep
-does what the notice would have done: every local socket leaves the room with an `evicted`
-frame (`closed`). Evicting is idempotent: a notice that did arrive left nothing to do.
+A room left out of rooms' answer has been closed (its sequence is deleted with it). Rooms
+sends its `evict` notice from an outbox until the bus has it (services/rooms/outbox.py), but
+the bus keeps nothing for a gateway that was reconnecting at that moment, so the sweep does
+what the notice would have done: every local socket leaves the room with an `evicted` frame
+(`closed`). Evicting is idempotent: a notice that did arrive left nothing to do.
 """
 
 import asyncio

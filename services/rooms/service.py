@@ -111,7 +111,7 @@ class RoomsService:
         self._tasks: set[asyncio.Task[Any]] = set()
         # After an event's publish failed: waits before each try to tell the members (`_repair`).
         self.repair_waits_s = REPAIR_WAITS_S
-        self._repairs: set[asyncio.Task[None]] = set()
+        self._repairs: set[asyncio.Future[None]] = set()
         self._forgets: set[asyncio.Future[None]] = set()  # outbox rows of notices sent
         # Playback controls in groups (controls.py): the arrays it writes are PostgreSQL's.
         self.controls: GroupCommitter | None = None
@@ -221,16 +221,15 @@ class RoomsService:
                     sent.append(event.notice_id)
         if lost is not None:
             room, v = lost
-            self._in_background(self._repair(room, v - 1))
+            self._in_background(self._repair(room, v - 1), self._repairs)
         if sent:
-            forget = asyncio.ensure_future(self._forget(sent))
-            self._forgets.add(forget)
-            forget.add_done_callback(self._forgets.discard)
+            self._in_background(self._forget(sent), self._forgets)
 
-    def _in_background(self, work: Awaitable[None]) -> None:
+    @staticmethod
+    def _in_background(work: Awaitable[None], tasks: set[asyncio.Future[None]]) -> None:
         task = asyncio.ensure_future(work)
-        self._repairs.add(task)
-        task.add_done_callback(self._repairs.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _forget(self, notice_ids: list[str]) -> None:
         try:

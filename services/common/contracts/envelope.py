@@ -98,7 +98,7 @@ class RoomVersions(Contract):
     periodic sweep over the rooms it has members of (services/gateway/sequencesweep.py). A
     process that dies between a commit and its publish leaves the room's version past what
     the gateways delivered, even when no command of the room ended without an answer (rooms'
-    start deadline, the janitor's jobs, a notice's resend). Read without the rooms' locks:
+    start deadline, the janitor's jobs). Read without the rooms' locks:
     the sweep only picks rooms for a `SequenceCheck`, which reads under the lock."""
 
     rooms: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
