@@ -24,7 +24,7 @@ from . import report
 from .affinity import parse_cpus, pin_self
 from .api import DRIVERS, run_driver
 from .errors import LoadError
-from .options import LoadOptions, Target
+from .options import READ_DRIVERS, LoadOptions, Target
 from .progress import Progress
 from .stack import LOAD_ENV, add_durable_flag, parse_replicas, started_stack
 
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     load.add_argument("--members", type=int, help="members per room (default per driver)")
     load.add_argument("--probes", type=int, default=3, help="gateway: clock-sync probe clients")
     load.add_argument("--auth-via", choices=("nats", "http"), default="nats")
+    load.add_argument(
+        "--reads",
+        action="store_true",
+        help="queue, chat: the reads of a join's snapshot (queue.load, chat.history) "
+        "instead of writes",
+    )
     load.add_argument("--timeout", type=float, help="reply timeout (default: the command's)")
     load.add_argument("--setup-concurrency", type=int, default=32)
     out = parser.add_argument_group("output")
@@ -71,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--start or --url, not both")
     if args.duration <= 0 or args.concurrency < 1 or (args.rate is not None and args.rate < 0):
         parser.error("--duration and --concurrency must be positive, --rate at least 0")
+    if args.reads and args.service not in READ_DRIVERS:
+        parser.error(f"--reads is for {' and '.join(READ_DRIVERS)}")
     for name in ("rooms", "members"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -107,6 +115,7 @@ def options_from(args: argparse.Namespace) -> LoadOptions:
         setup_concurrency=args.setup_concurrency,
         probes=args.probes,
         auth_via=args.auth_via,
+        reads=args.reads,
         quiet=args.quiet,
     )
 

@@ -4,6 +4,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+READ_DRIVERS = ("queue", "chat")  # the drivers with a `reads` mode
+
 
 @dataclass
 class LoadOptions:
@@ -27,6 +29,9 @@ class LoadOptions:
     probes: int = 3
     # auth: `nats` asks st.auth.cmd.guest as the gateway does; `http` posts /auth/guest.
     auth_via: Literal["nats", "http"] = "nats"
+    # queue, chat: the reads of every join's snapshot (queue.load, chat.history) instead of
+    # writes.
+    reads: bool = False
     quiet: bool = False
 
     def to_json(self) -> dict[str, Any]:

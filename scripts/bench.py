@@ -19,7 +19,8 @@ Sections, each on a stack this script starts (services.common.devstack, pinned w
 - many rooms: R rooms x M members over WebSockets with a steady command rate, and sync under
   that load: clock-offset error and the spread of computed positions (loadtest gateway);
 - services: each service loaded on its own over its NATS subjects (loadtest rooms, queue,
-  chat, auth), closed loop, so the figure is what one replica carries;
+  chat, auth), closed loop, so the figure is what one replica carries; and the queue's and
+  chat's parts of a join's snapshot (queue.load, chat.history), read the same way;
 - scale-out: a second stack with 2 gateways and 2 rooms replicas: fan-out to members spread
   over both gateways, and whether every member saw the same events in the same order.
 
@@ -50,7 +51,7 @@ if str(ROOT) not in sys.path:
 
 from loadtest.api import run_driver  # noqa: E402
 from loadtest.cpuledger import describe_slowest  # noqa: E402
-from loadtest.options import LoadOptions, Target  # noqa: E402
+from loadtest.options import READ_DRIVERS, LoadOptions, Target  # noqa: E402
 from loadtest.progress import Progress  # noqa: E402
 from loadtest.stack import add_durable_flag, keep_logs, started_stack  # noqa: E402
 from scripts import fanout, idle, sendfloor  # noqa: E402
@@ -232,6 +233,11 @@ class Suite:
         )
         for service in ("rooms", "queue", "chat", "auth"):
             self._section(f"service_{service}", lambda s=service: self._driver(s, target))
+        # The queue's and chat's parts of every join's snapshot.
+        for service in READ_DRIVERS:
+            self._section(
+                f"service_{service}_reads", lambda s=service: self._driver(s, target, reads=True)
+            )
         self._section("many_rooms", lambda: self._driver("gateway", target))
         for n in size.players:
             self._section(
@@ -276,9 +282,9 @@ class Suite:
         )
         return result
 
-    def _driver(self, service: str, target: Target) -> dict[str, Any]:
+    def _driver(self, service: str, target: Target, reads: bool = False) -> dict[str, Any]:
         size = self.size
-        options = LoadOptions(duration_s=size.duration_s, quiet=self.args.quiet)
+        options = LoadOptions(duration_s=size.duration_s, quiet=self.args.quiet, reads=reads)
         if service == "gateway":
             options.rooms, options.members, options.rate = size.rooms, size.members, size.rate
         else:
@@ -375,6 +381,8 @@ def render(report: dict[str, Any]) -> str:
         "service_rooms",
         "service_queue",
         "service_chat",
+        "service_queue_reads",
+        "service_chat_reads",
         "service_auth",
         "scale_out_many_rooms",
     ):

@@ -358,6 +358,12 @@ def queue() -> dict:
                 [(mean_of("sharetube_queue_command_group_size"), "queue commands per group")],
             ),
             left_alone("sharetube_queue_commands_alone_total"),
+            # Every join reads the queue; the reads that arrive together go in one
+            # statement (services/common/batchedreads.py).
+            panel(
+                "Snapshot reads per statement",
+                [(mean_of("sharetube_queue_snapshot_batch_size"), "queue.load per statement")],
+            ),
         ],
     )
 
@@ -381,6 +387,12 @@ def chat() -> dict:
             panel(
                 "Messages per stored group",
                 [(mean_of("sharetube_chat_send_group_size"), "messages per statement")],
+            ),
+            # Every join reads a history page; the reads that arrive together go in one
+            # statement (services/common/batchedreads.py).
+            panel(
+                "History pages per statement",
+                [(mean_of("sharetube_chat_history_batch_size"), "pages per statement")],
             ),
         ],
     )

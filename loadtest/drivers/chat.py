@@ -4,16 +4,23 @@ Messages go round-robin over the rooms and their members (the per-user rate limi
 per member: R x M senders share the rate). A message is persisted when its send is
 acknowledged, and delivered when its `chat` event arrives on the room's subject; each text
 is unique, so the event names its send. Every acknowledged message must be delivered.
+
+With `--reads`, each operation is the chat part of a join's snapshot (`chat.history` of the
+gateway's page size) by a member, round-robin, over rooms of HISTORY_KEPT messages each.
 """
 
 import secrets
 from typing import Any
+
+from services.common.contracts.commands import SNAPSHOT_CHAT_MESSAGES
 
 from ..busclient import envelope
 from ..population import BusRoom
 from ..stats import Histogram
 from .base import Defaults
 from .busdriver import BusDriver
+
+HISTORY_KEPT = 20  # messages each room holds for --reads: a page shorter than the limit
 
 
 class ChatDriver(BusDriver):
@@ -33,10 +40,18 @@ class ChatDriver(BusDriver):
         self.delivery = Histogram()
 
     def scenario(self) -> str:
+        if self.options.reads:
+            return (
+                f"{super().scenario()}; chat.history of {SNAPSHOT_CHAT_MESSAGES} round-robin, "
+                f"{HISTORY_KEPT} messages a room"
+            )
         return f"{super().scenario()}; chat.send round-robin over every member"
 
     async def prepare(self) -> None:
         assert self.population is not None
+        if self.options.reads:
+            await self._prepare_reads()
+            return
         self.population.hooks.append(self._on_event)
 
     def _on_event(self, _room: BusRoom, kind: str, event: dict[str, Any], at: float) -> None:
@@ -49,6 +64,9 @@ class ChatDriver(BusDriver):
             self.delivered.add(text)
 
     async def operation(self, index: int, due: float) -> None:
+        if self.options.reads:
+            await self._history(index, due)
+            return
         assert self.population is not None and self.bus is not None
         rooms = self.population.rooms
         room = rooms[index % len(rooms)]
@@ -64,6 +82,8 @@ class ChatDriver(BusDriver):
 
     async def settle(self) -> dict[str, Any]:
         checks = await super().settle()  # waits for the rooms' last versions to arrive
+        if self.options.reads:
+            return checks
         undelivered = sum(1 for text in self.acked if text not in self.delivered)
         elapsed = max(self.options.duration_s, 1e-9)
         checks["lost"] += undelivered
@@ -82,3 +102,24 @@ class ChatDriver(BusDriver):
             f"subject), {undelivered} acknowledged but never delivered"
         ]
         return checks
+
+    # -- --reads: the chat part of a join's snapshot ---------------------------------------
+
+    async def _prepare_reads(self) -> None:
+        assert self.population is not None
+        for room in self.population.rooms:
+            for i in range(HISTORY_KEPT):
+                actor = room.members[i % len(room.members)]
+                await self.population.expect("chat.send", actor, room.code, {"text": f"m{i}"})
+
+    async def _history(self, index: int, due: float) -> None:
+        assert self.population is not None and self.bus is not None
+        rooms = self.population.rooms
+        room = rooms[index % len(rooms)]
+        actor = room.members[(index // len(rooms)) % len(room.members)]
+        data = {"limit": SNAPSHOT_CHAT_MESSAGES}
+        reply = await self.bus.request("chat.history", envelope(actor, room.code, data), due)
+        if reply.ok and len(reply.data["messages"]) != HISTORY_KEPT:
+            self.tallies["chat.history"].failed("wrong_messages")  # a page that lost some
+        else:
+            self.count("chat.history", reply)

@@ -5,6 +5,9 @@ entry to the head, removes the oldest, or adds, in turn. One operation per room 
 (a move names an entry the previous remove may have taken); a room's next operation waits
 for the previous one, and that wait counts in its latency. Every change is a `queue` event
 whose version the room's stream checks.
+
+With `--reads`, each operation is the queue's part of a join's snapshot (`queue.load`) by a
+member, round-robin, over rooms of KEEP entries each.
 """
 
 import asyncio
@@ -23,10 +26,17 @@ class QueueDriver(BusDriver):
     defaults = Defaults(rooms=50, members=4, rate=100.0)
 
     def scenario(self) -> str:
+        if self.options.reads:
+            return f"{super().scenario()}; queue.load round-robin, {KEEP} entries a room"
         return f"{super().scenario()}; add, move and remove, about {KEEP} entries a room"
 
     async def prepare(self) -> None:
         assert self.population is not None
+        if self.options.reads:
+            for room in self.population.rooms:
+                for i in range(KEEP):
+                    data = {"video_id": VIDEO_ID, "title": f"load {i}"}
+                    await self.population.expect("queue.add", room.owner, room.code, data)
         count = len(self.population.rooms)
         self.entries: list[list[str]] = [[] for _ in range(count)]
         self.turns = [0] * count
@@ -34,6 +44,9 @@ class QueueDriver(BusDriver):
 
     async def operation(self, index: int, due: float) -> None:
         assert self.population is not None and self.bus is not None
+        if self.options.reads:
+            await self._load(index, due)
+            return
         i = index % len(self.population.rooms)
         room, entries = self.population.rooms[i], self.entries[i]
         async with self.locks[i]:
@@ -59,3 +72,14 @@ class QueueDriver(BusDriver):
                 entries.insert(0, entries.pop())
             else:
                 entries.pop(0)
+
+    async def _load(self, index: int, due: float) -> None:
+        assert self.population is not None and self.bus is not None
+        rooms = self.population.rooms
+        room = rooms[index % len(rooms)]
+        actor = room.members[(index // len(rooms)) % len(room.members)]
+        reply = await self.bus.request("queue.load", envelope(actor, room.code, {}), due)
+        if reply.ok and len(reply.data["queue"]) != KEEP:
+            self.tallies["queue.load"].failed("wrong_entries")  # a read that lost some
+        else:
+            self.count("queue.load", reply)

@@ -30,7 +30,7 @@ async def main(stop: asyncio.Event) -> None:
 
         await stats.serve(res.nc, "chat", stats.instance_id(), figures)
         await stop.wait()
-        await service.room_events.aclose()
+        await service.aclose()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """All of the chat service's SQL."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -22,6 +23,18 @@ def to_contract(row: Any) -> ChatMessage:
     return ChatMessage(
         id=row.id, user_id=row.user_id, name=row.name, text=row.text, at_ms=row.at_ms
     )
+
+
+def message_of(row: Any) -> dict[str, Any]:
+    """A stored message's wire form, the fields of contracts.models.ChatMessage, without
+    building the model (a history page has 50 of them, each checked when it was sent)."""
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "name": row.name,
+        "text": row.text,
+        "at_ms": row.at_ms,
+    }
 
 
 def insert_message(message: ChatMessage, room: str, v: int) -> Any:
@@ -94,6 +107,36 @@ async def send_messages(
     }
     rows = (await conn.execute(_SEND, params)).all()
     return {row.room: int(row.v) for row in rows}
+
+
+# History pages for a batch of reads (services/common/batchedreads.py), one statement, so
+# one snapshot: each room's version, its chat version, whether its `before_id` anchor exists,
+# and up to `lim` visible messages (before the anchor's), newest first, one row each (or
+# one row of NULL message columns). `seq` is NULL for a room that does not exist.
+PAGES_SQL = """
+SELECT c.i, s.v AS seq, r.chat_v, a.v AS anchor_v,
+       m.id, m.user_id, m.name, m.text, m.at_ms
+FROM unnest(%(rooms)s::text[], %(before_ids)s::text[], %(limits)s::int[])
+     WITH ORDINALITY AS c(room, before_id, lim, i)
+LEFT JOIN room_seq s ON s.room = c.room
+LEFT JOIN chat_rooms r ON r.room = c.room
+LEFT JOIN chat_messages a ON a.room = c.room AND a.id = c.before_id
+LEFT JOIN LATERAL (
+  SELECT m.id, m.user_id, m.name, m.text, m.at_ms, m.v FROM chat_messages m
+  WHERE m.room = c.room AND m.deleted_at_ms IS NULL AND (c.before_id IS NULL OR m.v < a.v)
+  ORDER BY m.v DESC LIMIT c.lim
+) m ON true
+ORDER BY c.i, m.v DESC
+"""
+
+
+def page_parameters(reads: Sequence[tuple[str, str | None, int]]) -> dict[str, Any]:
+    """`PAGES_SQL`'s arrays for (room, before_id, limit) reads."""
+    return {
+        "rooms": [room for room, _, _ in reads],
+        "before_ids": [before_id for _, before_id, _ in reads],
+        "limits": [limit for _, _, limit in reads],
+    }
 
 
 def mark_deleted(message_id: str, by: str, at_ms: int) -> Any:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import bus, db, sequencer
+from services.common.batchedreads import BatchedReads
 from services.common.contracts import events, subjects
 from services.common.contracts.commands import ChatDelete, ChatHistory, ChatSend
 from services.common.contracts.envelope import AccessQuery, AccessReply, CommandEnvelope
@@ -27,6 +28,7 @@ from services.common.roomevents import RoomEvents
 from services.common.writes import WriteBatch
 
 from . import repository as repo
+from .metrics import HISTORY_BATCH_SIZE
 from .models import ChatCommand
 from .ratelimit import SlidingWindowLimiter
 from .sends import SendGroups
@@ -55,6 +57,12 @@ class ChatService:
         # PostgreSQL sends a message in one statement; elsewhere in a transaction.
         postgres = engine is not None and engine.dialect.name == "postgresql"
         self._sends = SendGroups(db.single_statements(engine)) if postgres else None
+        # History pages (every join's chat part) go in batches, one statement each.
+        self._pages: BatchedReads[tuple[str, str | None, int]] | None = None
+        if postgres:
+            self._pages = BatchedReads(
+                db.driver_dsn(engine), repo.PAGES_SQL, repo.page_parameters, HISTORY_BATCH_SIZE
+            )
         # Serialise a room's commands in this replica, so they queue here rather than each
         # holding a pooled connection while waiting for the room's row lock.
         self._locks = KeyedLocks()
@@ -179,12 +187,14 @@ class ChatService:
         return await self._in_room(env, room, "delete", change)
 
     async def history(self, env: CommandEnvelope, data: ChatHistory) -> dict[str, Any]:
-        """A page of visible messages, newest first, and the chat version it was read at.
-
-        The version is read first and the page is limited to it, so a message committed in
-        between is not in the page but arrives as an event the client applies after it."""
+        """A page of visible messages, newest first, and the chat version it was read at: a
+        message committed after it is not in the page but arrives as an event the client
+        applies after it."""
         room = _room(env)
         await self._access(room, env.user)
+        if self._pages is not None:
+            return await self._page(room, data)
+        # The version is read first and the page is limited to it.
         async with self._reads.connect() as conn:
             seq = await sequencer.current(conn, room) or 0  # see the gateway's snapshot
             chat_v = await repo.chat_version(conn, room)
@@ -198,11 +208,32 @@ class ChatService:
                 conn, room, upto_v=chat_v, before_v=before_v, limit=data.limit + 1
             )
         return {
-            "messages": [repo.to_contract(r).model_dump() for r in rows[: data.limit]],
+            "messages": [repo.message_of(r) for r in rows[: data.limit]],
             "has_more": len(rows) > data.limit,
             "seq": seq,
             "versions": {"chat": chat_v},
         }
+
+    async def _page(self, room: str, data: ChatHistory) -> dict[str, Any]:
+        """`history` on PostgreSQL: the versions and the page in one statement, so from one
+        snapshot (one statement for every read that arrived meanwhile)."""
+        assert self._pages is not None
+        rows = await self._pages.read((room, data.before_id, data.limit + 1))
+        first = rows[0]
+        if data.before_id is not None and first.anchor_v is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, "No such message.")
+        messages = [repo.message_of(r) for r in rows if r.id is not None]
+        return {
+            "messages": messages[: data.limit],
+            "has_more": len(messages) > data.limit,
+            "seq": 0 if first.seq is None else int(first.seq),  # see the gateway's snapshot
+            "versions": {"chat": 0 if first.chat_v is None else int(first.chat_v)},
+        }
+
+    async def aclose(self) -> None:
+        if self._pages is not None:
+            await self._pages.aclose()
+        await self.room_events.aclose()
 
 
 def _room(env: CommandEnvelope) -> str:

@@ -164,6 +164,31 @@ async def lock_and_read_many(
     return {room: (int(v), _room_queue(by_room.get(room, []))) for v, room in versions}
 
 
+# A snapshot's queue part for a batch of rooms (services/common/batchedreads.py): each
+# room's version and its queue, read in one statement, so from one snapshot: the queue holds
+# exactly the changes up to that version. One row per queued entry, or one row of NULL entry
+# columns; `seq` NULL for a room that does not exist, `queue_v` NULL for a room whose queue
+# never changed.
+SNAPSHOTS_SQL = """
+SELECT c.i, s.v AS seq, q.current_entry_id, q.queue_v,
+       e.id, e.video_id, e.title, e.duration_ms, e.thumbnail, e.added_by, e.added_by_name, e.pos
+FROM unnest(%(rooms)s::text[]) WITH ORDINALITY AS c(room, i)
+LEFT JOIN room_seq s ON s.room = c.room
+LEFT JOIN queue_rooms q ON q.room = c.room
+LEFT JOIN queue_entries e ON e.room = q.room AND e.state = 'queued'
+ORDER BY c.i, e.pos, e.created_at_ms
+"""
+
+
+def snapshot_of(rows: list[Any]) -> tuple[int, RoomQueue]:
+    """A room's `SNAPSHOTS_SQL` rows: its version (0 for no such room) and its queue."""
+    first = rows[0]
+    seq = 0 if first.seq is None else int(first.seq)
+    if first.queue_v is None:
+        return seq, RoomQueue(stored=False, current_entry_id=None, queue_v=0, entries=[])
+    return seq, _room_queue(rows)
+
+
 async def read_room(conn: AsyncConnection, room: str) -> RoomQueue:
     return _room_queue(list(await conn.execute(_READ_ROOM, {"room": room})))
 

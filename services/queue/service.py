@@ -6,7 +6,7 @@ command asks `st.rooms.cmd.access` with its name and refuses what rooms refuses.
 
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import bus, db, sequencer
+from services.common.batchedreads import BatchedReads
 from services.common.contracts import events, subjects
 from services.common.contracts.commands import EntryRef, QueueAdd, QueueMove
 from services.common.contracts.envelope import (
@@ -33,6 +34,7 @@ from services.common.roomevents import RoomEvents
 
 from . import repository as repo
 from .groups import CommandGroups
+from .metrics import SNAPSHOT_BATCH_SIZE
 from .models import QueueCommand
 from .transaction import QueueTx
 from .videoid import video_id_from
@@ -45,19 +47,27 @@ class QueueService:
         # it, as in a READ COMMITTED transaction): no BEGIN and ROLLBACK round trips around
         # them (db.single_statements). (engine is None only in tests without a database.)
         self._reads: AsyncEngine = engine and db.single_statements(engine)
+        # On PostgreSQL the snapshots' reads go in batches, one statement each.
+        postgres = engine is not None and engine.dialect.name == "postgresql"
+        self._snapshots: BatchedReads[str] | None = None
+        if postgres:
+            self._snapshots = BatchedReads(
+                db.driver_dsn(engine), repo.SNAPSHOTS_SQL, _rooms_array, SNAPSHOT_BATCH_SIZE
+            )
         self.nc = nc
         self.max_length = max_length
         self.commands = CommandLog(QueueCommand.__table__)
         self._locks = KeyedLocks()
         # PostgreSQL commits members' commands in groups (groups.py); elsewhere each in a
         # transaction of its own.
-        postgres = engine is not None and engine.dialect.name == "postgresql"
         self._groups = CommandGroups(engine, self._publish) if postgres else None
         self.room_events = RoomEvents(nc)
 
     async def aclose(self) -> None:
         if self._groups is not None:
             await self._groups.aclose()
+        if self._snapshots is not None:
+            await self._snapshots.aclose()
         await self.room_events.aclose()
 
     async def _publish(self, room: str, event: bytes) -> None:
@@ -197,11 +207,16 @@ class QueueService:
     async def load(self, env: CommandEnvelope, _data: Any) -> dict[str, Any]:
         room = _room(env)
         await self._access(room, env.user, "queue.load")
-        async with self._reads.connect() as conn:
-            # The room's version first: the queue read after it includes every change up
-            # to it (see the gateway's snapshot composition).
-            seq = await sequencer.current(conn, room) or 0
-            queue = await repo.read_room(conn, room)
+        if self._snapshots is not None:
+            # The version and the queue in one statement: the queue holds exactly the
+            # changes up to that version (see the gateway's snapshot composition).
+            seq, queue = repo.snapshot_of(await self._snapshots.read(room))
+        else:
+            async with self._reads.connect() as conn:
+                # The room's version first: the queue read after it includes every change
+                # up to it.
+                seq = await sequencer.current(conn, room) or 0
+                queue = await repo.read_room(conn, room)
         return {
             "seq": seq,
             "queue": [e.contract() for e in queue.entries],
@@ -234,6 +249,10 @@ class QueueService:
         services may ask, and rooms has checked the admin)."""
         async with self.engine.connect() as conn:
             return QueueLengthsReply(lengths=await repo.count_queued_in(conn, query.rooms))
+
+
+def _rooms_array(rooms: Sequence[str]) -> dict[str, Any]:
+    return {"rooms": list(rooms)}
 
 
 def _room(env: CommandEnvelope) -> str:

@@ -98,6 +98,18 @@ async def test_chat_driver(system: System) -> None:
     assert_events_complete(report)
 
 
+@pytest.mark.parametrize(
+    ("service", "command"), [("queue", "queue.load"), ("chat", "chat.history")]
+)
+async def test_read_drivers(system: System, service: str, command: str) -> None:
+    """--reads: the part of a join's snapshot each service serves, every reply whole (a
+    reply missing an entry or a message counts as an error)."""
+    report = await run_tiny(system, service, reads=True)
+    assert set(report["by_kind"]) == {command}
+    assert report["config"]["reads"] is True
+    assert command in report["scenario"]
+
+
 @pytest.mark.parametrize("via", ["nats", "http"])
 async def test_auth_driver(system: System, via: str) -> None:
     report = await run_tiny(system, "auth", auth_via=via)

@@ -29,6 +29,10 @@ def test_arguments() -> None:
     assert parse_args(["rooms", "--start", "--durable"]).durable
     with pytest.raises(SystemExit):
         parse_args(["rooms", "--durable"])  # a running stack's database is what it is
+    assert not args.reads
+    assert parse_args(["chat", "--start", "--reads"]).reads
+    with pytest.raises(SystemExit):
+        parse_args(["rooms", "--start", "--reads"])  # only the queue and chat have reads
 
 
 def test_target_derives_websocket_urls() -> None:
