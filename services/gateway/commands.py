@@ -164,14 +164,15 @@ class Dispatcher:
     async def _read_snapshot(
         self, conn: Connection, frame: Frame, route: Route
     ) -> tuple[dict[str, Any], int]:
-        """Every part of the room, composed; and the room version it was read at."""
+        """Every part of the room, composed; and the room version it was read at. Rooms'
+        part first (a join makes the member the queue and chat then ask rooms about), then
+        the queue's and chat's side by side."""
         rooms_part = _unwrap(await self._request(conn, frame, route))
-        queue_part = _unwrap(await self._request(conn, frame, ROUTES["queue.load"], {}))
-        chat_part = _unwrap(
-            await self._request(
-                conn, frame, ROUTES["chat.history"], {"limit": SNAPSHOT_CHAT_MESSAGES}
-            )
+        queue_raw, chat_raw = await asyncio.gather(
+            self._request(conn, frame, ROUTES["queue.load"], {}),
+            self._request(conn, frame, ROUTES["chat.history"], {"limit": SNAPSHOT_CHAT_MESSAGES}),
         )
+        queue_part, chat_part = _unwrap(queue_raw), _unwrap(chat_raw)
         versions = {
             **rooms_part.pop("versions"),
             **queue_part["versions"],

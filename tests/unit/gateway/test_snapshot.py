@@ -138,6 +138,34 @@ async def test_joins_under_way_together_each_get_every_event_after_their_snapsho
     assert seen(a_sock)[-1] == seen(b_sock)[-1] == 4
 
 
+async def test_the_queue_and_chat_parts_are_asked_together_after_rooms_part() -> None:
+    """Rooms' part first (the join makes the member the others ask rooms about); then the
+    queue's and chat's at once: with the queue's answer held, chat's request still goes."""
+    bus = FakeBus()
+    dispatcher = Dispatcher(bus, Hub(bus, 0.25))  # type: ignore[arg-type]
+    a, a_sock = member("a")
+    bus.seq["a"] = 2
+    asked: list[str] = []
+    request = bus.request
+
+    async def noting(subject: str, payload: bytes, **kw: Any) -> Reply:
+        asked.append(subject.split(".")[1])
+        return await request(subject, payload, **kw)
+
+    bus.request = noting  # type: ignore[method-assign]
+    bus.gates[("a", "rooms")] = rooms_slow = asyncio.Event()
+    bus.gates[("a", "queue")] = queue_slow = asyncio.Event()
+    a_join = asyncio.create_task(join(dispatcher, a))
+    await asyncio.sleep(0.01)
+    assert asked == ["rooms"]  # nothing else before rooms' part is in
+    rooms_slow.set()
+    await asyncio.sleep(0.01)
+    assert sorted(asked[1:]) == ["chat", "queue"]  # chat asked while the queue's is held
+    queue_slow.set()
+    await a_join
+    assert seen(a_sock) == ["reply@2"]
+
+
 def on_fake_bus() -> tuple[FakeBus, Hub, Dispatcher]:
     bus = FakeBus()
     hub = Hub(bus, 0.25)  # type: ignore[arg-type]
