@@ -4,9 +4,10 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 # Deterministic constraint names, so Alembic migrations are the same on every database.
@@ -55,6 +56,26 @@ async def keyed_connection(dsn: str) -> psycopg.AsyncConnection[Any]:
         connect_timeout=5,
         options="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
     )
+
+
+async def lock_then_read(
+    conn: AsyncConnection, lock_sql: str, read_sql: str, params: dict[str, Any]
+) -> tuple[list[Any], list[Any]]:
+    """The rows of a lock statement and of a read after it, in `conn`'s transaction
+    (PostgreSQL). The read is a statement of its own, so its snapshot is taken once the lock
+    is held and sees what the lock's previous holder committed (locked and read in one
+    statement, PostgreSQL re-reads only the locked rows after the wait). Both, with the
+    transaction's BEGIN, go in one round trip: psycopg's pipeline mode. Rows are named
+    tuples; the SQL is psycopg's (`%(name)s` parameters)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver.autocommit:  # the lock would end with its statement (an AUTOCOMMIT engine)
+        raise RuntimeError("the lock needs a transaction")
+    async with driver.pipeline(), driver.cursor(row_factory=namedtuple_row) as cur:
+        locked = await driver.execute(lock_sql, params)
+        await cur.execute(read_sql, params)
+        rows = await cur.fetchall()
+        locks = await locked.fetchall()
+    return locks, rows
 
 
 # A pooled connection idle for this long is pinged before it is used (see `_ping_when_idle`).

@@ -3,7 +3,6 @@
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     String,
     and_,
@@ -20,7 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import sequencer
+from services.common import db, sequencer
 from services.common.contracts.errors import ErrorCode, ServiceError
 
 from .models import QueueEntryRow, QueueRoom
@@ -117,27 +116,10 @@ async def lock_and_read(conn: AsyncConnection, room: str) -> tuple[int, RoomQueu
     if conn.dialect.name != "postgresql":
         v = await sequencer.lock(conn, room)
         return v, await read_room(conn, room)
-    seqs, rows = await _lock_then_read(conn, _LOCK_SQL, _READ_ROOM_SQL, {"room": room})
+    seqs, rows = await db.lock_then_read(conn, _LOCK_SQL, _READ_ROOM_SQL, {"room": room})
     if not seqs:
         raise ServiceError(ErrorCode.NOT_FOUND, "No such room.")
     return int(seqs[0][0]), _room_queue(rows)
-
-
-async def _lock_then_read(
-    conn: AsyncConnection, lock_sql: str, read_sql: str, params: dict[str, Any]
-) -> tuple[list[Any], list[Any]]:
-    """The lock's rows and the read's, the read a statement of its own after the lock (its
-    snapshot then sees what the lock's previous holder committed). Both, with the
-    transaction's BEGIN, go in one round trip: psycopg's pipeline mode."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    if driver.autocommit:  # the lock would end with its statement (an AUTOCOMMIT engine)
-        raise RuntimeError("the room's lock needs a transaction")
-    async with driver.pipeline(), driver.cursor(row_factory=namedtuple_row) as cur:
-        locked = await driver.execute(lock_sql, params)
-        await cur.execute(read_sql, params)
-        rows = await cur.fetchall()
-        seqs = await locked.fetchall()
-    return seqs, rows
 
 
 # A group's rooms (services/queue/groups.py): locked in room order, so two replicas' groups
@@ -157,7 +139,9 @@ async def lock_and_read_many(
 ) -> dict[str, tuple[int, RoomQueue]]:
     """`lock_and_read` for several rooms at once, in one round trip: each room's version
     and queue; a room that does not exist is absent."""
-    versions, rows = await _lock_then_read(conn, _LOCK_MANY_SQL, _READ_ROOMS_SQL, {"rooms": rooms})
+    versions, rows = await db.lock_then_read(
+        conn, _LOCK_MANY_SQL, _READ_ROOMS_SQL, {"rooms": rooms}
+    )
     by_room: dict[str, list[Any]] = {}
     for row in rows:
         by_room.setdefault(row.room, []).append(row)

@@ -4,10 +4,11 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import sequencer
+from services.common import db, sequencer
 from services.common.contracts.models import (
     AuditEntry,
     Member,
@@ -103,26 +104,17 @@ def room_update(code: str, values: dict[str, Any]) -> Any:
     return update(_rooms).where(_rooms.c.code == code).values(**values)
 
 
-async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> Any | None:
-    """Take the room's lock (its sequence row), then read its row, its version (`seq_v`),
-    its live player sockets (`players`, space-separated, as `players` returns them) and
-    `user_id`'s membership (`m_*` columns, None when not a member); None when there is no
-    such room.
-
-    Two statements: the read takes its snapshot after the lock is held, so it sees what the
-    lock's previous holder (another replica) committed. Locked and read in one statement,
-    PostgreSQL re-reads only the locked row after the wait, and the room row would be stale.
-    """
+def _locked_room_statement(postgres: bool) -> Any:
+    """`lock_room`'s read: the room's row, version, live players and one membership, with
+    `code` and `user_id` as parameters."""
     seq = sequencer.RoomSequence.__table__
-    postgres = conn.dialect.name == "postgresql"
-    lock = select(seq.c.v).where(seq.c.room == code)
-    if (await conn.execute(lock.with_for_update() if postgres else lock)).first() is None:
-        return None
+    code = bindparam("code")
     member = _members.alias("m")
+    space = literal_column("' '")  # not a parameter: the compiled SQL names only two
     joined = (
-        func.string_agg(_sessions.c.conn, " ")
+        func.string_agg(_sessions.c.conn, space)
         if postgres
-        else func.group_concat(_sessions.c.conn, " ")
+        else func.group_concat(_sessions.c.conn, space)
     )
     players = (
         select(joined)
@@ -133,7 +125,7 @@ async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> An
         )
         .scalar_subquery()
     )
-    stmt = (
+    return (
         select(
             _rooms,
             seq.c.v.label("seq_v"),
@@ -144,10 +136,38 @@ async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> An
             member.c.banned.label("m_banned"),
         )
         .join(seq, seq.c.room == _rooms.c.code)
-        .outerjoin(member, (member.c.room == _rooms.c.code) & (member.c.user_id == user_id))
+        .outerjoin(
+            member, (member.c.room == _rooms.c.code) & (member.c.user_id == bindparam("user_id"))
+        )
         .where(_rooms.c.code == code)
     )
-    return (await conn.execute(stmt)).first()
+
+
+# On PostgreSQL the lock and the read go as psycopg's SQL, together with the transaction's
+# BEGIN (db.lock_then_read): one round trip where they took three. Compiled once.
+_LOCK_ROOM_SQL = "SELECT v FROM room_seq WHERE room = %(code)s FOR UPDATE"
+_READ_LOCKED_ROOM_SQL = str(_locked_room_statement(True).compile(dialect=psycopg_dialect()))
+_READ_LOCKED_ROOM = _locked_room_statement(False)
+
+
+async def lock_room(conn: AsyncConnection, code: str, user_id: str | None) -> Any | None:
+    """Take the room's lock (its sequence row), then read its row, its version (`seq_v`),
+    its live player sockets (`players`, space-separated, as `players` returns them) and
+    `user_id`'s membership (`m_*` columns, None when not a member); None when there is no
+    such room.
+
+    Two statements: the read takes its snapshot after the lock is held, so it sees what the
+    lock's previous holder (another replica) committed. Locked and read in one statement,
+    PostgreSQL re-reads only the locked row after the wait, and the room row would be stale.
+    """
+    params = {"code": code, "user_id": user_id}
+    if conn.dialect.name == "postgresql":
+        locks, rows = await db.lock_then_read(conn, _LOCK_ROOM_SQL, _READ_LOCKED_ROOM_SQL, params)
+        return rows[0] if locks and rows else None
+    seq = sequencer.RoomSequence.__table__
+    if (await conn.execute(select(seq.c.v).where(seq.c.room == code))).first() is None:
+        return None
+    return (await conn.execute(_READ_LOCKED_ROOM, params)).first()
 
 
 def _room_with_member_statement() -> Any:
@@ -272,14 +292,23 @@ _MEMBER_LIST_JSON = text(
 _BY_KEYS = text("SET LOCAL enable_seqscan = off")
 
 
+_BY_KEYS_SQL = str(_BY_KEYS)
+_MEMBER_LIST_SQL = str(_MEMBER_LIST_JSON.compile(dialect=psycopg_dialect()))
+
+
 async def member_list(conn: AsyncConnection, room: str) -> list[dict[str, Any]]:
     """Every listed member of the room, as `member_entries` gives them: built by PostgreSQL
-    and parsed by orjson there, by `member_entries` elsewhere (SQLite)."""
+    and parsed by orjson there, by `member_entries` elsewhere (SQLite). On PostgreSQL the
+    SET and the list go in one round trip (psycopg's pipeline mode)."""
     if conn.dialect.name != "postgresql":
         return await member_entries(conn, room)
-    await conn.execute(_BY_KEYS)
-    listed = (await conn.execute(_MEMBER_LIST_JSON, {"room": room})).scalar_one()
-    return orjson.loads(listed)
+    driver = (await conn.get_raw_connection()).driver_connection
+    async with driver.pipeline(), driver.cursor() as cur:
+        await driver.execute(_BY_KEYS_SQL)
+        await cur.execute(_MEMBER_LIST_SQL, {"room": room})
+        row = await cur.fetchone()
+    assert row is not None  # an aggregate: one row, '[]' for none
+    return orjson.loads(row[0])
 
 
 def _presence(sessions: Any, key: Callable[[Any], Any]) -> tuple[dict[Any, bool], set[Any]]:

@@ -10,12 +10,14 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import pq
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import sequencer
-from services.common.contracts.commands import Seek
+from services.common.contracts.commands import Join, Seek
 from services.rooms import repository as rooms_repo
 from services.rooms.models import Room
 from services.rooms.transaction import RoomTx
@@ -80,3 +82,33 @@ async def test_the_ordinary_path_reads_the_room_after_the_lock(engine: AsyncEngi
     assert seen == {"rate": 2.0}, "the command saw the room as it is now"
     assert await stored_rate(engine, code) == 2.0, "the other replica's change is kept"
     await rooms.aclose()
+
+
+async def test_a_join_locks_and_reads_its_room_and_lists_its_members_in_two_round_trips(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room's lock and its read go with the transaction's BEGIN in one message (the
+    read still a statement of its own, as the tests above need), and the member list with
+    the SET LOCAL before it in another: psycopg's pipeline mode."""
+    rooms, _bus = rooms_service(engine)
+    owner = user("owner")
+    code = await loaded(rooms, owner)
+    sent: list[tuple[str, bool]] = []
+
+    execute = psycopg.AsyncCursor.execute
+
+    async def noting(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        piped = cursor.connection.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        sent.append((" ".join(str(query).split())[:40].upper(), piped))
+        return await execute(cursor, query, *args, **kwargs)
+
+    # Every statement goes through a cursor (a connection's `execute` makes one).
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", noting)
+    await rooms.join(env(user("ann"), code, conn="c-ann"), Join())
+    monkeypatch.undo()
+    await rooms.aclose()
+    piped = [query for query, in_pipeline in sent if in_pipeline]
+    assert [q.split()[0] for q in piped] == ["SELECT", "SELECT", "SET", "SELECT"], sent
+    assert piped[0].startswith("SELECT V FROM ROOM_SEQ")  # ... FOR UPDATE
+    assert piped[2].startswith("SET LOCAL ENABLE_SEQSCAN")
+    assert piped[3].startswith("SELECT COALESCE(JSON_AGG")
