@@ -78,6 +78,28 @@ async def lock_then_read(
     return locks, rows
 
 
+async def pipelined(
+    conn: AsyncConnection, statements: list[tuple[str, dict[str, Any]]]
+) -> list[list[Any]]:
+    """Run `statements` in order in `conn`'s transaction (PostgreSQL), sent in one round
+    trip (psycopg's pipeline mode); each one's rows (named tuples; [] for a statement that
+    returns none). Each statement still runs after the one before it has finished: only the
+    waits between them go."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    async with driver.pipeline() as pipeline:
+        cursors = []
+        for sql, params in statements:
+            cur = driver.cursor(row_factory=namedtuple_row)
+            await cur.execute(sql, params)
+            cursors.append(cur)
+        await pipeline.sync()  # every result is in: a statement without rows shows no columns
+        results = []
+        for cur in cursors:
+            results.append(await cur.fetchall() if cur.description is not None else [])
+            await cur.close()
+    return results
+
+
 # A pooled connection idle for this long is pinged before it is used (see `_ping_when_idle`).
 PING_AFTER_IDLE_S = 1.0
 

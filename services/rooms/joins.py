@@ -114,15 +114,17 @@ async def apply(tx: RoomTx, joins: list[Joining], authorize: Authorize) -> dict[
         elif membership.name != user.name:
             await repo.rename_member(tx.conn, tx.code, user_id, user.name)
             renamed.add(user_id)
-    await repo.insert_memberships(tx.conn, new_members)
-
     sockets = {j.conn_id: j for j in admitted}
-    added = await repo.add_sessions(
-        tx.conn, tx.code, [(c, j.user.id, j.player) for c, j in sockets.items()], now
+    added, back = await repo.join_sockets(
+        tx.conn,
+        tx.code,
+        new_members,
+        [(c, j.user.id, j.player) for c, j in sockets.items()],
+        list(users),
+        now,
     )
     if added:
         tx.active_at(now)
-    back = await repo.clear_away(tx.conn, tx.code, list(users))
     touched = {m["user_id"] for m in new_members} | renamed | set(back)
     touched.update(sockets[c].user.id for c in added)
     if touched:

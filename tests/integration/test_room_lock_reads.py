@@ -84,12 +84,15 @@ async def test_the_ordinary_path_reads_the_room_after_the_lock(engine: AsyncEngi
     await rooms.aclose()
 
 
-async def test_a_join_locks_and_reads_its_room_and_lists_its_members_in_two_round_trips(
+async def test_a_join_sends_its_statements_in_pipelines_but_its_write_and_snapshot_read(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The room's lock and its read go with the transaction's BEGIN in one message (the
-    read still a statement of its own, as the tests above need), and the member list with
-    the SET LOCAL before it in another: psycopg's pipeline mode."""
+    """A new member's join is four round trips before its commit, where its statements
+    took eight: the room's lock and read with the transaction's BEGIN (the read still a
+    statement of its own, as the tests above need), the membership with the read of the
+    socket's session, the session's writes, and the member list with the SET LOCAL before it
+    (psycopg's pipeline mode). Left alone: the commit's write and the room read again for
+    the snapshot."""
     rooms, _bus = rooms_service(engine)
     owner = user("owner")
     code = await loaded(rooms, owner)
@@ -108,7 +111,16 @@ async def test_a_join_locks_and_reads_its_room_and_lists_its_members_in_two_roun
     monkeypatch.undo()
     await rooms.aclose()
     piped = [query for query, in_pipeline in sent if in_pipeline]
-    assert [q.split()[0] for q in piped] == ["SELECT", "SELECT", "SET", "SELECT"], sent
+    alone = [query for query, in_pipeline in sent if not in_pipeline]
+    assert [q.split()[0] for q in piped] == [
+        *("SELECT", "SELECT"),  # the lock, the room
+        *("INSERT", "SELECT"),  # the membership, the socket's session if any
+        *("INSERT", "DELETE"),  # the session, the user's away ones superseded
+        *("SET", "SELECT"),  # sequential scans off, the member list
+    ], sent
     assert piped[0].startswith("SELECT V FROM ROOM_SEQ")  # ... FOR UPDATE
-    assert piped[2].startswith("SET LOCAL ENABLE_SEQSCAN")
-    assert piped[3].startswith("SELECT COALESCE(JSON_AGG")
+    assert piped[2].startswith("INSERT INTO ROOMS_MEMBERS")
+    assert piped[4].startswith("INSERT INTO ROOMS_SESSIONS")
+    assert piped[6].startswith("SET LOCAL ENABLE_SEQSCAN")
+    assert piped[7].startswith("SELECT COALESCE(JSON_AGG")
+    assert [q.split()[0] for q in alone] == ["WITH", "SELECT"], sent
