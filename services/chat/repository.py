@@ -112,7 +112,11 @@ async def send_messages(
 # History pages for a batch of reads (services/common/batchedreads.py), one statement, so
 # one snapshot: each room's version, its chat version, whether its `before_id` anchor exists,
 # and up to `lim` visible messages (before the anchor's), newest first, one row each (or
-# one row of NULL message columns). `seq` is NULL for a room that does not exist.
+# one row of NULL message columns). `seq` is NULL for a room that does not exist. The page
+# is a backward range scan of ix_chat_messages_room_v from the anchor's version (or the
+# top): a page far back in a long chat reads no newer message. The anchor is found by its
+# id alone (the primary key; by room, the plan would walk the room's messages), and one of
+# another room counts as not found: an error to the caller, whatever rows come with it.
 PAGES_SQL = """
 SELECT c.i, s.v AS seq, r.chat_v, a.v AS anchor_v,
        m.id, m.user_id, m.name, m.text, m.at_ms
@@ -120,10 +124,12 @@ FROM unnest(%(rooms)s::text[], %(before_ids)s::text[], %(limits)s::int[])
      WITH ORDINALITY AS c(room, before_id, lim, i)
 LEFT JOIN room_seq s ON s.room = c.room
 LEFT JOIN chat_rooms r ON r.room = c.room
-LEFT JOIN chat_messages a ON a.room = c.room AND a.id = c.before_id
+LEFT JOIN LATERAL (
+  SELECT CASE WHEN x.room = c.room THEN x.v END AS v FROM chat_messages x WHERE x.id = c.before_id
+) a ON true
 LEFT JOIN LATERAL (
   SELECT m.id, m.user_id, m.name, m.text, m.at_ms, m.v FROM chat_messages m
-  WHERE m.room = c.room AND m.deleted_at_ms IS NULL AND (c.before_id IS NULL OR m.v < a.v)
+  WHERE m.room = c.room AND m.v < coalesce(a.v, 9223372036854775807) AND m.deleted_at_ms IS NULL
   ORDER BY m.v DESC LIMIT c.lim
 ) m ON true
 ORDER BY c.i, m.v DESC

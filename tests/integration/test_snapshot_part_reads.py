@@ -181,3 +181,24 @@ async def test_history_pages_asked_together_share_a_statement_each_with_its_page
         assert missing.value.code is ErrorCode.NOT_FOUND  # an anchor of another room
     finally:
         await chat.aclose()
+
+
+async def test_a_history_page_finds_its_anchor_by_id_and_reads_only_older_messages(
+    engine: AsyncEngine,
+) -> None:
+    """The plan the batched reads keep (generic, sequential scans off): the anchor by its
+    primary key, and the page a backward range scan of the room's messages from the anchor's
+    version. Found by room the anchor walked every message of the room, and without the
+    range a page far back read every newer message first."""
+    pg = await db.keyed_connection(db.driver_dsn(engine))
+    try:
+        params = chat_repo.page_parameters([("ROOM1", "m1", 51), ("ROOM2", None, 51)])
+        for _ in range(6):  # PostgreSQL's generic plan from the sixth execution on
+            await pg.execute(chat_repo.PAGES_SQL, params, prepare=True)
+        cur = await pg.execute("EXPLAIN " + chat_repo.PAGES_SQL, params)
+        plan = "\n".join(line for (line,) in await cur.fetchall())
+    finally:
+        await pg.close()
+    assert "Index Scan using pk_chat_messages" in plan, plan
+    assert "Index Scan Backward using ix_chat_messages_room_v" in plan, plan
+    assert "(v < COALESCE(" in plan, plan  # the anchor's version bounds the scan
