@@ -79,6 +79,12 @@ class Population:
         self._conns += 1
         return Actor(uuid.uuid4().hex, name, presence.conn_id(self.gateway_id, self._conns))
 
+    def member_at(self, index: int) -> tuple[BusRoom, Actor]:
+        """Operation `index`'s room and member: round-robin over the rooms, then over each
+        room's members."""
+        room = self.rooms[index % len(self.rooms)]
+        return room, room.members[(index // len(self.rooms)) % len(room.members)]
+
     async def start(self) -> None:
         if self.redis_url:
             self._redis = aioredis.Redis.from_url(self.redis_url)

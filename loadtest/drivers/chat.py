@@ -68,9 +68,7 @@ class ChatDriver(BusDriver):
             await self._history(index, due)
             return
         assert self.population is not None and self.bus is not None
-        rooms = self.population.rooms
-        room = rooms[index % len(rooms)]
-        actor = room.members[(index // len(rooms)) % len(room.members)]
+        room, actor = self.population.member_at(index)
         text = f"load {self.run_tag} {index}"
         self.sent[text] = due
         reply = await self.bus.request("chat.send", envelope(actor, room.code, {"text": text}), due)
@@ -114,9 +112,7 @@ class ChatDriver(BusDriver):
 
     async def _history(self, index: int, due: float) -> None:
         assert self.population is not None and self.bus is not None
-        rooms = self.population.rooms
-        room = rooms[index % len(rooms)]
-        actor = room.members[(index // len(rooms)) % len(room.members)]
+        room, actor = self.population.member_at(index)
         data = {"limit": SNAPSHOT_CHAT_MESSAGES}
         reply = await self.bus.request("chat.history", envelope(actor, room.code, data), due)
         if reply.ok and len(reply.data["messages"]) != HISTORY_KEPT:

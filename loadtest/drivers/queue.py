@@ -75,9 +75,7 @@ class QueueDriver(BusDriver):
 
     async def _load(self, index: int, due: float) -> None:
         assert self.population is not None and self.bus is not None
-        rooms = self.population.rooms
-        room = rooms[index % len(rooms)]
-        actor = room.members[(index // len(rooms)) % len(room.members)]
+        room, actor = self.population.member_at(index)
         reply = await self.bus.request("queue.load", envelope(actor, room.code, {}), due)
         if reply.ok and len(reply.data["queue"]) != KEEP:
             self.tallies["queue.load"].failed("wrong_entries")  # a read that lost some

@@ -65,16 +65,11 @@ async def lock_then_read(
     (PostgreSQL). The read is a statement of its own, so its snapshot is taken once the lock
     is held and sees what the lock's previous holder committed (locked and read in one
     statement, PostgreSQL re-reads only the locked rows after the wait). Both, with the
-    transaction's BEGIN, go in one round trip: psycopg's pipeline mode. Rows are named
-    tuples; the SQL is psycopg's (`%(name)s` parameters)."""
+    transaction's BEGIN, go in one round trip (`pipelined`)."""
     driver = (await conn.get_raw_connection()).driver_connection
     if driver.autocommit:  # the lock would end with its statement (an AUTOCOMMIT engine)
         raise RuntimeError("the lock needs a transaction")
-    async with driver.pipeline(), driver.cursor(row_factory=namedtuple_row) as cur:
-        locked = await driver.execute(lock_sql, params)
-        await cur.execute(read_sql, params)
-        rows = await cur.fetchall()
-        locks = await locked.fetchall()
+    locks, rows = await pipelined(conn, [(lock_sql, params), (read_sql, params)])
     return locks, rows
 
 

@@ -1,5 +1,6 @@
 """All of the queue service's SQL."""
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -162,6 +163,11 @@ LEFT JOIN queue_rooms q ON q.room = c.room
 LEFT JOIN queue_entries e ON e.room = q.room AND e.state = 'queued'
 ORDER BY c.i, e.pos, e.created_at_ms
 """
+
+
+def snapshot_parameters(rooms: Sequence[str]) -> dict[str, Any]:
+    """`SNAPSHOTS_SQL`'s array for these rooms' reads."""
+    return {"rooms": list(rooms)}
 
 
 def snapshot_of(rows: list[Any]) -> tuple[int, RoomQueue]:

@@ -6,7 +6,7 @@ command asks `st.rooms.cmd.access` with its name and refuses what rooms refuses.
 
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -52,7 +52,10 @@ class QueueService:
         self._snapshots: BatchedReads[str] | None = None
         if postgres:
             self._snapshots = BatchedReads(
-                db.driver_dsn(engine), repo.SNAPSHOTS_SQL, _rooms_array, SNAPSHOT_BATCH_SIZE
+                db.driver_dsn(engine),
+                repo.SNAPSHOTS_SQL,
+                repo.snapshot_parameters,
+                SNAPSHOT_BATCH_SIZE,
             )
         self.nc = nc
         self.max_length = max_length
@@ -249,10 +252,6 @@ class QueueService:
         services may ask, and rooms has checked the admin)."""
         async with self.engine.connect() as conn:
             return QueueLengthsReply(lengths=await repo.count_queued_in(conn, query.rooms))
-
-
-def _rooms_array(rooms: Sequence[str]) -> dict[str, Any]:
-    return {"rooms": list(rooms)}
 
 
 def _room(env: CommandEnvelope) -> str:

@@ -289,10 +289,7 @@ _MEMBER_LIST_JSON = text(
 # nearly empty (analysed while it was), PostgreSQL scans the whole table once per member
 # instead: so the list is read with sequential scans off for the rest of its transaction
 # (every statement of a room's transaction finds its rows by key).
-_BY_KEYS = text("SET LOCAL enable_seqscan = off")
-
-
-_BY_KEYS_SQL = str(_BY_KEYS)
+_BY_KEYS_SQL = "SET LOCAL enable_seqscan = off"
 _MEMBER_LIST_SQL = str(_MEMBER_LIST_JSON.compile(dialect=psycopg_dialect()))
 
 
@@ -302,13 +299,8 @@ async def member_list(conn: AsyncConnection, room: str) -> list[dict[str, Any]]:
     SET and the list go in one round trip (psycopg's pipeline mode)."""
     if conn.dialect.name != "postgresql":
         return await member_entries(conn, room)
-    driver = (await conn.get_raw_connection()).driver_connection
-    async with driver.pipeline(), driver.cursor() as cur:
-        await driver.execute(_BY_KEYS_SQL)
-        await cur.execute(_MEMBER_LIST_SQL, {"room": room})
-        row = await cur.fetchone()
-    assert row is not None  # an aggregate: one row, '[]' for none
-    return orjson.loads(row[0])
+    _, (row,) = await db.pipelined(conn, [(_BY_KEYS_SQL, {}), (_MEMBER_LIST_SQL, {"room": room})])
+    return orjson.loads(row[0])  # an aggregate: one row, '[]' for none
 
 
 def _presence(sessions: Any, key: Callable[[Any], Any]) -> tuple[dict[Any, bool], set[Any]]:
