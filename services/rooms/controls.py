@@ -46,7 +46,7 @@ import orjson
 import psycopg
 from opentelemetry import context as otel_context
 from prometheus_client import Counter, Histogram
-from psycopg import pq, sql
+from psycopg import pq
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -332,8 +332,8 @@ class GroupCommitter:
         quote = pq.Escaping(pg.pgconn).escape_literal
         try:
             async with pg.cursor(row_factory=namedtuple_row) as cur:
-                rooms = _text_array([c.room for c in group], pg)
-                users = _text_array([c.env.user.id for c in group], pg)
+                rooms = quote(text_array([c.room for c in group]))
+                users = quote(text_array([c.env.user.id for c in group]))
                 await cur.execute(
                     b"BEGIN; EXECUTE rooms_lock(%b); EXECUTE rooms_read(%b, %b)"
                     % (rooms, rooms, users)
@@ -397,9 +397,12 @@ class GroupCommitter:
         self._idle.append(pg)
 
 
-def _text_array(values: list[str], pg: psycopg.AsyncConnection[Any]) -> bytes:
-    """A text[] literal, quoted by psycopg for this connection."""
-    return sql.Literal(values).as_bytes(pg)
+def text_array(values: list[str]) -> bytes:
+    """A text[] value in PostgreSQL's array syntax, for libpq to quote as a literal: every
+    element double-quoted, with its backslashes and double quotes escaped. (psycopg's
+    `sql.Literal` took 7 µs a list warm, and a group quotes two.)"""
+    elements = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return ("{" + ",".join(elements) + "}").encode()
 
 
 def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | None:
@@ -419,11 +422,10 @@ def _apply(control: Control, row: Any, now: int, writes: _Writes) -> _Applied | 
     except Exception:
         return None
     room = control.room
-    contract = changed.to_contract()
-    data = contract.model_dump()
+    data = changed.contract_data()
     v, playback_v = int(row.seq_v), int(row.playback_v)
     event = None
-    if contract != state.to_contract():
+    if data != state.contract_data():
         v += 1
         playback_v = v
         event = Published(

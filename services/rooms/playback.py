@@ -19,9 +19,10 @@ the latest AD_MAX_WAIT_MS after it began, so a stuck client cannot hold a room.
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from services.common.contracts.errors import ErrorCode, ServiceError
-from services.common.contracts.models import AdSyncPolicy, Playback, PlaybackStatus, QueueEntry
+from services.common.contracts.models import AdSyncPolicy, PlaybackStatus, QueueEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +57,22 @@ class PlaybackState:
         pos = self.position_ms + int((now_ms - self.anchor_ms) * self.rate)
         return min(pos, self.duration_ms) if self.duration_ms else pos
 
-    def to_contract(self) -> Playback:
-        return Playback(
-            status=self.status,
-            entry_id=self.entry_id,
-            video_id=self.video_id,
-            title=self.title,
-            duration_ms=self.duration_ms,
-            position_ms=self.position_ms,
-            anchor_ms=self.anchor_ms,
-            rate=self.rate,
-            skip_votes=len(self.votes),
-        )
+    def contract_data(self) -> dict[str, Any]:
+        """The public part, as the `Playback` contract dumps it. Built without the model: a
+        control's path builds it for its event and its reply and to see whether anything
+        visible changed, and the model's construction, dump and comparison took 15 µs warm
+        (tests/unit/rooms/test_playback.py holds the two to the same fields)."""
+        return {
+            "status": self.status,
+            "entry_id": self.entry_id,
+            "video_id": self.video_id,
+            "title": self.title,
+            "duration_ms": None if self.duration_ms is None else int(self.duration_ms),
+            "position_ms": int(self.position_ms),
+            "anchor_ms": int(self.anchor_ms),
+            "rate": float(self.rate),
+            "skip_votes": len(self.votes),
+        }
 
 
 def _starting(state: PlaybackState, position_ms: int, now_ms: int, t: Timing) -> PlaybackState:

@@ -463,7 +463,7 @@ class RoomsService:
             await self.authorize(tx, env.user, command)
             tx.set_playback(control.transition(tx.playback, await tx.players(), now_ms()))
             await tx.audit(env.user, command, detail=control.detail)
-            return {"playback": tx.playback.to_contract().model_dump()}
+            return {"playback": tx.playback.contract_data()}
 
         return await self.in_room(env, control.room, command, body, locked=True)
 
@@ -680,7 +680,7 @@ class RoomsService:
                     raise ServiceError(ErrorCode.QUEUE_EMPTY)
                 else:
                     tx.set_playback(pb.finish(tx.playback, now))
-            return {"playback": tx.playback.to_contract().model_dump()}
+            return {"playback": tx.playback.contract_data()}
 
         return await self.in_room(env, code, command, body, locked=locked)
 

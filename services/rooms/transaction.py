@@ -83,7 +83,7 @@ class RoomTx:
         self._published: list[Published] = []
         # Notices to publish after this transaction's events (evictions for the gateways).
         self._notices: list[Published] = []
-        self._playback_seen = self.playback.to_contract()
+        self._playback_seen = self.playback.contract_data()
         self._playback_v: int = row.playback_v
         self.closed = False  # deleted by `close`: nothing more is written
 
@@ -234,12 +234,12 @@ class RoomTx:
             values["members_v"] = v
             out.append(self._event("members", v, await self._members_data()))
         if self._playback_changed:
-            contract = self.playback.to_contract()
+            contract = self.playback.contract_data()
             if contract != self._playback_seen:
                 v += 1
                 self._playback_v = v
                 self._playback_seen = contract
-                out.append(self._event("playback", v, contract.model_dump()))
+                out.append(self._event("playback", v, contract))
             # Otherwise only the bookkeeping clients never see changed (who is ready, who is
             # in an ad): stored without an event or a new version.
             values.update(repo.playback_values(self.playback, self._playback_v))
@@ -288,7 +288,7 @@ class RoomTx:
             "room": repo.room_info(row).model_dump(),
             "settings": repo.settings_of(row).model_dump(),
             "members": members,
-            "playback": repo.playback_of(row).to_contract().model_dump(),
+            "playback": repo.playback_of(row).contract_data(),
             "seq": self.v,  # read under the room's lock: exactly the room's version
             "versions": {
                 "playback": row.playback_v,

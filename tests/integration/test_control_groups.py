@@ -51,6 +51,13 @@ async def count(engine: AsyncEngine, table: Any, **where: str) -> int:
         return int((await conn.execute(stmt)).scalar_one())
 
 
+async def seeks_audited(engine: AsyncEngine, code: str, column: Any) -> list[Any]:
+    """`column` of the room's audited seeks."""
+    where = (RoomAudit.room == code, RoomAudit.action == "seek")
+    async with engine.connect() as conn:
+        return list((await conn.execute(select(column).where(*where))).scalars())
+
+
 async def test_concurrent_controls_share_a_transaction(engine: AsyncEngine) -> None:
     rooms, bus = rooms_service(engine)
     assert rooms.controls is not None, "PostgreSQL commits controls in groups"
@@ -311,11 +318,34 @@ async def test_quotes_in_what_a_group_writes_arrive_intact(engine: AsyncEngine) 
     tricky = UserRef(id=uuid.uuid4().hex, name="O'Brien \\' ); DROP TABLE x; --\"")
     code = await loaded(rooms, tricky)
     await rooms.seek(env(tricky, code, conn="c"), Seek(position_ms=3000))
-    async with engine.connect() as conn:
-        names = (
-            await conn.execute(
-                select(RoomAudit.name).where(RoomAudit.room == code, RoomAudit.action == "seek")
-            )
-        ).scalars()
-        assert list(names) == [tricky.name]
+    assert await seeks_audited(engine, code, RoomAudit.name) == [tricky.name]
     await rooms.aclose()
+
+
+async def test_a_user_id_with_array_syntax_in_it_is_read_as_it_is(engine: AsyncEngine) -> None:
+    """The group's read takes the rooms and callers as text[] literals: a caller whose id
+    holds the array syntax's own characters (quotes, backslash, comma, braces) is found as
+    the room's member, and its control applied in the group."""
+    rooms, _bus = rooms_service(engine)
+    odd = UserRef(id="u\"{a,b}\\' " + uuid.uuid4().hex[:8], name="odd")
+    code = await loaded(rooms, odd)
+    alone_before = left_alone()
+    reply = await rooms.seek(env(odd, code, conn="c"), Seek(position_ms=4000))
+    assert reply["playback"]["position_ms"] == 4000
+    assert left_alone() == alone_before, "applied in its group, not refused"
+    assert await seeks_audited(engine, code, RoomAudit.user_id) == [odd.id]
+    await rooms.aclose()
+
+
+@pytest.mark.parametrize(
+    "values", [["abcd"], ["a", "b"], ['q"uote', "back\\slash", "it's", "{br,ace}", " sp ", ""]]
+)
+async def test_text_array_reads_back_as_the_same_list(
+    engine: AsyncEngine, values: list[str]
+) -> None:
+    from services.common import db
+
+    async with await psycopg.AsyncConnection.connect(db.driver_dsn(engine)) as pg:
+        quote = psycopg.pq.Escaping(pg.pgconn).escape_literal
+        cur = await pg.execute(b"SELECT " + quote(controls.text_array(values)) + b"::text[]")
+        assert (await cur.fetchone()) == (values,)

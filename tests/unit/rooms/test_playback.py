@@ -3,6 +3,7 @@
 from dataclasses import replace
 from typing import get_args
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,11 +94,12 @@ def test_position_at_is_frozen_unless_playing(status: PlaybackStatus) -> None:
     assert state.position_at(NOW + 10_000) == 7_000
 
 
-def test_to_contract_carries_every_public_field() -> None:
+def test_contract_data_carries_every_public_field() -> None:
     state = playing(1_234, rate=1.25)
-    contract = state.to_contract()
-    assert isinstance(contract, Playback)
-    assert contract.model_dump() == {
+    data = state.contract_data()
+    assert data == Playback.model_validate(data).model_dump(), "what the contract dumps"
+    assert list(data) == list(Playback.model_fields)
+    assert data == {
         "status": "playing",
         "entry_id": "e1",
         "video_id": "dQw4w9WgXcQ",
@@ -573,3 +575,10 @@ def test_invariants_hold_for_any_command_sequence(
             assert state.status == "paused"
             assert state.position_ms == before.position_at(now)
             assert state.anchor_ms == now
+
+
+def test_contract_data_has_the_contracts_types() -> None:
+    """A rate stored as a whole number is still a float on the wire, as the model made it."""
+    data = replace(playing(1_000), rate=1).contract_data()
+    assert data == Playback.model_validate(data).model_dump()
+    assert isinstance(data["rate"], float) and orjson.dumps(data["rate"]) == b"1.0"
