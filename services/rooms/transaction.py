@@ -84,7 +84,10 @@ class RoomTx:
         # Notices to publish after this transaction's events (evictions for the gateways).
         self._notices: list[Published] = []
         self._playback_seen = self.playback.contract_data()
+        # Each part's version as of this transaction's writes (a snapshot's `versions`).
         self._playback_v: int = row.playback_v
+        self._members_v: int = row.members_v
+        self._settings_v: int = row.settings_v
         self.closed = False  # deleted by `close`: nothing more is written
 
     @classmethod
@@ -227,10 +230,12 @@ class RoomTx:
         values: dict[str, Any] = {}
         if self._settings_changed:
             v += 1
+            self._settings_v = v
             values.update(repo.settings_values(self.settings, v))
             out.append(self._event("settings", v, self.settings.model_dump()))
         if self._members_changed:
             v += 1
+            self._members_v = v
             values["members_v"] = v
             out.append(self._event("members", v, await self._members_data()))
         if self._playback_changed:
@@ -280,19 +285,22 @@ class RoomTx:
 
     async def snapshot_part(self, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The rooms part of a join snapshot, as of this transaction (after its writes), with
-        `members` as the list when it was read already."""
-        row = await repo.get_room(self.conn, self.code)
+        `members` as the list when it was read already. The room comes from what this
+        transaction read under the lock and wrote since, not from reading it again: a join
+        had made a round trip after its commit's write for what it had just written."""
+        if self._settings_changed or self._members_changed or self._playback_changed:
+            raise RuntimeError("a snapshot of changes not written yet")
         if members is None:
             members = await repo.member_list(self.conn, self.code)
         return {
-            "room": repo.room_info(row).model_dump(),
-            "settings": repo.settings_of(row).model_dump(),
+            "room": repo.room_info(self.row).model_dump(),
+            "settings": self.settings.model_dump(),
             "members": members,
-            "playback": repo.playback_of(row).contract_data(),
+            "playback": self.playback.contract_data(),
             "seq": self.v,  # read under the room's lock: exactly the room's version
             "versions": {
-                "playback": row.playback_v,
-                "members": row.members_v,
-                "settings": row.settings_v,
+                "playback": self._playback_v,
+                "members": self._members_v,
+                "settings": self._settings_v,
             },
         }
