@@ -14,7 +14,7 @@ import uuid
 
 from nats.aio.client import Client as NATS
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import bus
 from services.common.jsonutil import now_ms
@@ -49,14 +49,24 @@ async def forget(engine: AsyncEngine, nc: NATS, ids: list[str]) -> None:
         await conn.execute(delete(_outbox).where(_outbox.c.id.in_(ids)))
 
 
+def _stale_before(grace_ms: int | None) -> int:
+    return now_ms() - (GRACE_MS if grace_ms is None else grace_ms)
+
+
+async def any_stale(conn: AsyncConnection, grace_ms: int | None = None) -> bool:
+    """Whether a notice has waited `grace_ms` (`GRACE_MS`) or longer: a read without locks,
+    so a sweep that finds none takes no transaction."""
+    query = select(_outbox.c.id).where(_outbox.c.created_ms <= _stale_before(grace_ms)).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def send_stale(engine: AsyncEngine, nc: NATS, grace_ms: int | None = None) -> int:
     """Send the notices left `grace_ms` (`GRACE_MS`) or longer (their publish failed, or
     their replica died before it), then delete them; how many were sent. Deleted only once
     the bus server has them: a failure leaves them for the next sweep."""
-    age_ms = GRACE_MS if grace_ms is None else grace_ms
     query = (
         select(_outbox.c.id, _outbox.c.subject, _outbox.c.payload)
-        .where(_outbox.c.created_ms <= now_ms() - age_ms)
+        .where(_outbox.c.created_ms <= _stale_before(grace_ms))
         .order_by(_outbox.c.created_ms)
         .limit(BATCH)
     )

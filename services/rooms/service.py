@@ -752,19 +752,26 @@ class RoomsService:
         replica died, or this one restarted), and the notices whose replica did not send
         them (outbox.py)."""
         while not stop.is_set():
-            await self._guarded("deadline sweep", self._due_rooms)
-            await self._guarded("outbox sweep", lambda: outbox.send_stale(self.engine, self.nc))
+            await self._guarded("sweep", self._sweep_once)
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except TimeoutError:
                 pass
 
-    async def _due_rooms(self) -> None:
+    async def _sweep_once(self) -> None:
+        """Two reads on an autocommitting connection, and a transaction only for what they
+        found: an idle replica's sweep had opened two transactions a second, each with its
+        BEGIN and its end, the outbox's with a locking read. Each due room is acted on
+        alone, so one that fails does not hold back the others."""
         async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             due = await repo.due_rooms(conn, now_ms())
+            stale = await outbox.any_stale(conn)
         for code in due:
             if code not in self._timers:
-                await self.due(code)
+                await self._guarded("deadline sweep", lambda code=code: self.due(code))
+        if stale:
+            await self._guarded("outbox sweep", lambda: outbox.send_stale(self.engine, self.nc))
 
     @staticmethod
     async def _guarded(what: str, work: Callable[[], Awaitable[Any]]) -> None:
