@@ -8,7 +8,8 @@ Sections, each on a stack this script starts (services.common.devstack, pinned w
 
 - floor: before any stack starts, the kernel's own cost of one core writing a frame to each
   of N loopback sockets (scripts/sendfloor.py, same pinning and timestamps): the part of
-  fan-out no server design avoids on this machine;
+  fan-out no server design avoids on this machine; taken again after the last stack stops
+  (`floor_<N>_end`), since this VM's speed moves within a run;
 - fanout: a `seek` from one member to the last of N members of one room (scripts/fanout.py,
   kernel receive timestamps), for each N in the size's list;
 - players: the same `seek` in a room of N players (`fanout.py --players`), as extension users
@@ -144,19 +145,24 @@ class Suite:
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
+        self._floors("")
+        self._with_stack({}, self._single_replica_sections)
+        if not self.args.skip_scale_out:
+            self._with_stack({"gateway": 2, "rooms": 2}, self._scale_out)
+        self._floors("_end")
+        self.report["elapsed_s"] = round(time.monotonic() - started, 1)
+        self.report["ok"] = all(s.get("ok", False) for s in self.report["sections"].values())
+        return self.report
+
+    def _floors(self, suffix: str) -> None:
+        """The send floor for each fan-out size, with no stack running (`floor_<N><suffix>`)."""
         for n in self.size.fanout:
             self._section(
-                f"floor_{n}",
+                f"floor_{n}{suffix}",
                 lambda n=n: sendfloor.measure_send_floor(
                     n, self.size.fanout_rounds, self.stack_cpus, self.client_cpus
                 ),
             )
-        self._with_stack({}, self._single_replica_sections)
-        if not self.args.skip_scale_out:
-            self._with_stack({"gateway": 2, "rooms": 2}, self._scale_out)
-        self.report["elapsed_s"] = round(time.monotonic() - started, 1)
-        self.report["ok"] = all(s.get("ok", False) for s in self.report["sections"].values())
-        return self.report
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -314,6 +320,11 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _floor_p50(sections: dict[str, Any], name: str) -> str:
+    """A floor section's p50 (ms), "-" when it was not taken (the 2 gateways' row)."""
+    return _ms(((sections.get(name) or {}).get("to_last_socket_ms") or {}).get("p50"))
+
+
 def _long_collections(section: dict[str, Any]) -> str:
     """The gateways' collections over 10 ms during the rounds ("-": no figures)."""
     ran = section.get("gateway_gc_during_rounds") or []
@@ -326,8 +337,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"ShareTube benchmark ({report['size']}), pinning {report['pinning']}", ""]
     sections = report["sections"]
     lines.append(
-        "fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost  floor p50"
-        "  GC>10ms"
+        "fan-out: seek -> last of N members (ms)      p50     p95     p99     max  lost"
+        "  floor p50 before/after  GC>10ms"
     )
     for name, s in sections.items():
         if not name.startswith(("fanout_", "scale_out_fanout")):
@@ -338,11 +349,12 @@ def render(report: dict[str, Any]) -> str:
         if "error" in s:
             lines.append(f"  {label:<40} error: {s['error'][:80]}")
             continue
-        floor = (sections.get(name.replace("fanout_", "floor_")) or {}).get("to_last_socket_ms")
+        floor = name.replace("fanout_", "floor_")
+        floors = f"{_floor_p50(sections, floor)}/{_floor_p50(sections, floor + '_end')}"
         lines.append(
             f"  {label:<40} {_ms(last.get('p50')):>7} {_ms(last.get('p95')):>7} "
             f"{_ms(last.get('p99')):>7} {_ms(last.get('max')):>7}  {seq.get('lost', '?'):>4}"
-            f"  {_ms((floor or {}).get('p50')):>9}  {_long_collections(s):>7}"
+            f"  {floors:>22}  {_long_collections(s):>7}"
         )
         slowest = describe_slowest(s.get("cpu_during_rounds"))
         if slowest:
