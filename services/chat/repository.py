@@ -19,12 +19,6 @@ _messages = ChatMessageRow.__table__
 _rooms = ChatRoom.__table__
 
 
-def to_contract(row: Any) -> ChatMessage:
-    return ChatMessage(
-        id=row.id, user_id=row.user_id, name=row.name, text=row.text, at_ms=row.at_ms
-    )
-
-
 def message_of(row: Any) -> dict[str, Any]:
     """A stored message's wire form, the fields of contracts.models.ChatMessage, without
     building the model (a history page has 50 of them, each checked when it was sent)."""
